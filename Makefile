@@ -1,0 +1,63 @@
+# posttrain — the commands. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch goes in first so nothing later pulls another build: the CPU wheel here; set TORCH_SPEC / TORCH_INDEX
+# (a pip --index-url for torch wheels) for a CUDA build on a GPU machine.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+CONFIG ?= configs/stage1_sft/nano.yaml
+EVAL_CONFIG ?= configs/eval/nano.yaml
+MODEL ?= runs/nano/01_sft
+ARGS ?=
+NANO_BASE := checkpoints/nano-moe-base
+NANO_CONFIG ?= configs/nano/moe-base.yaml
+THREADS ?= 2
+export OMP_NUM_THREADS ?= $(THREADS)
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: help setup nano-base stage1 eval test test-e2e lint bench-sft
+
+help:
+	@echo "make setup        create $(VENV) (CPU torch first) and install posttrain with dev tools"
+	@echo "make nano-base    rebuild the shipped nano Qwen3-MoE base ($(NANO_BASE)), ~35 min on 2 cores"
+	@echo "make stage1       stage 1, long-CoT SFT (CONFIG=$(CONFIG) ARGS='key=value ...')"
+	@echo "make eval         evaluate a model dir (MODEL=$(MODEL))"
+	@echo "make test         the default test suite (fast; what CI and the README run)"
+	@echo "make test-e2e     the slow end-to-end tests (real training runs)"
+	@echo "make lint         ruff"
+	@echo "make bench-sft    stage-1 trainer throughput vs plain TRL SFTTrainer (run alone on the machine)"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+# Rebuilds the base from scratch (the output dir is replaced only when the new one is complete).
+nano-base: setup
+	$(BIN)/python -m stages.nano_base --config $(NANO_CONFIG) $(ARGS)
+
+stage1: setup
+	@if grep -q "$(NANO_BASE)" $(CONFIG) && [ ! -f $(NANO_BASE)/base.json ]; then \
+		echo "$(NANO_BASE) is missing: building it first (make nano-base)"; \
+		$(BIN)/python -m stages.nano_base --config configs/nano/moe-base.yaml; fi
+	$(BIN)/python -m stages.sft --config $(CONFIG) $(ARGS)
+
+eval: setup
+	$(BIN)/python -m stages.evaluate --config $(EVAL_CONFIG) model.name_or_path=$(MODEL) $(ARGS)
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+test-e2e: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check stages rewards data_recipes pipelines tests benchmarks
+
+bench-sft: setup
+	$(BIN)/python benchmarks/sft_throughput.py $(ARGS)

@@ -1,0 +1,293 @@
+"""Plumbing shared by the stages: threads, model/tokenizer loading, LoRA, and the stage output contract.
+
+The output contract (ARCHITECTURE.md): a stage's output dir is a plain HF model dir (LoRA merged, tokenizer and
+chat template saved) plus ``stage.json``, written last and atomically. ``stage.json`` present = complete.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from stages.config import ConfigError
+
+STAGE_FILE = "stage.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- shared config sections
+
+@dataclass
+class LoraSettings:
+    """peft LoRA. For Qwen3-MoE experts (fused 3-D parameters) use ``target_parameters``."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    target_parameters: list[str] = field(default_factory=list)
+    modules_to_save: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.r <= 0:
+            raise ValueError(f"lora.r must be positive, got {self.r}")
+
+
+@dataclass
+class ModelSettings:
+    """Which model a stage starts from, and how to load it."""
+
+    name_or_path: str  # a local model dir (a previous stage's output) or a hub id like Qwen/Qwen3-0.6B
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (CPU: float32)
+    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2
+    lora: LoraSettings | None = None
+    max_length: int = 1024  # longest training sequence in tokens (Qwen3 presets carry their context length)
+
+    def __post_init__(self):
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.max_length <= 0:
+            raise ValueError(f"model.max_length must be positive, got {self.max_length}")
+
+
+@dataclass
+class RecipeSpec:
+    """A data recipe from data_recipes (a built-in name or ``package.module:function``) and its arguments."""
+
+    name: str
+    weight: float = 1.0  # sampling multiplier when mixing: 0.5 keeps half the rows, 2.0 repeats them twice
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.weight <= 0:
+            raise ValueError(f"weight of recipe {self.name!r} must be positive, got {self.weight}")
+
+
+def build_data(specs: list[RecipeSpec], seed: int, key: str = "data"):
+    """Build each recipe and mix them by weight, shuffled with ``seed``. Every row needs ``messages``."""
+    import datasets
+
+    from data_recipes import get_recipe
+
+    parts = []
+    for i, spec in enumerate(specs):
+        try:
+            ds = get_recipe(spec.name)(**spec.kwargs)
+        except TypeError as e:  # wrong keyword for the recipe function
+            raise ConfigError(f"{key}.{i} ({spec.name}): {e}") from None
+        if "messages" not in ds.column_names:
+            raise ValueError(f"{key}.{i} ({spec.name}): recipe returned no 'messages' column "
+                             f"(columns: {ds.column_names})")
+        if len(ds) == 0:
+            raise ValueError(f"{key}.{i} ({spec.name}): recipe returned no rows")
+        whole, frac = divmod(spec.weight, 1.0)
+        idx = list(range(len(ds))) * int(whole) + list(range(round(frac * len(ds))))
+        parts.append(ds.select(idx))
+    if not parts:
+        raise ConfigError(f"{key}: at least one data recipe is needed")
+    common = set.intersection(*(set(p.column_names) for p in parts))
+    mixed = datasets.concatenate_datasets([p.select_columns(sorted(common)) for p in parts])
+    return mixed.shuffle(seed=seed)
+
+
+# ---------------------------------------------------------------- process setup
+
+def set_threads(threads: int) -> None:
+    """Pin torch's intra-op threads: on a 2-core box oversubscription costs 5-10x."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def trainer_defaults(trainer: dict) -> dict:
+    """The trainer section with two defaults made explicit.
+
+    - TRL defaults to bf16 (a GPU setting). Without an accelerator, and unless the config says otherwise, train
+      on the CPU in float32 so the same config runs anywhere; say so.
+    - transformers 5 renamed ``gradient_checkpointing`` to ``activation_checkpointing`` and warns when TRL's
+      default sets the old name; pass TRL's default (on) under the new name.
+    """
+    import torch
+
+    out = dict(trainer)
+    if "gradient_checkpointing" in out:
+        out.setdefault("activation_checkpointing", out.pop("gradient_checkpointing"))
+    out.setdefault("activation_checkpointing", True)
+    if not (torch.cuda.is_available() or "use_cpu" in out or "bf16" in out):
+        print("[posttrain] no GPU: training on the CPU in float32 (trainer.use_cpu=true, trainer.bf16=false)")
+        out.update(use_cpu=True, bf16=False)
+    return out
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "math-verify"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+# ---------------------------------------------------------------- atomic files
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON to a temp file in the same dir, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def is_complete(stage_dir: str | Path) -> bool:
+    return (Path(stage_dir) / STAGE_FILE).is_file()
+
+
+def read_stage(stage_dir: str | Path) -> dict:
+    return json.loads((Path(stage_dir) / STAGE_FILE).read_text())
+
+
+def check_writable(path: str | Path, key: str) -> Path:
+    """Fail early (before any training) when the output location cannot be written."""
+    path = Path(path)
+    parent = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{key}: {path} is not writable")
+    return path
+
+
+def publish_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Move a fully written dir into place (same filesystem rename), replacing an unfinished one."""
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp_dir, final_dir)
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- models
+
+def resolve_model_path(name_or_path: str, key: str = "model.name_or_path") -> str:
+    """A local dir must exist and hold a model; anything else is a hub id, which needs network or a cache."""
+    p = Path(name_or_path)
+    looks_local = name_or_path.startswith((".", "/", "~")) or p.exists() or name_or_path.count("/") != 1
+    if looks_local:
+        p = p.expanduser()
+        if not p.is_dir():
+            raise ConfigError(f"{key}: model dir {name_or_path!r} does not exist")
+        if not (p / "config.json").is_file():
+            raise ConfigError(f"{key}: {name_or_path!r} is not a model dir (no config.json)")
+        return str(p)
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
+            raise ConfigError(f"{key}: hub model {name_or_path!r} is not in the local cache and HF_HUB_OFFLINE=1")
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str, key: str = "model.name_or_path"):
+    from transformers import AutoTokenizer
+
+    from data_recipes.chat_template import CHAT_TEMPLATE, check_tokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path, key))
+    if not tok.chat_template or "generation" not in tok.chat_template:
+        # Real Qwen3 checkpoints ship a template without generation markers; ours renders the same text.
+        tok.chat_template = CHAT_TEMPLATE
+    check_tokenizer(tok, f"{key} {name_or_path!r}")
+    return tok
+
+
+def load_model(settings: ModelSettings, key: str = "model"):
+    """Load a causal LM for training (router logits off for generation; the trainer turns them on)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(settings.name_or_path, f"{key}.name_or_path")
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        dtype=getattr(torch, settings.dtype),
+        attn_implementation=settings.attn_implementation,
+    )
+    # transformers pitfall: a config saved with output_router_logits=True crashes generate() with a KV cache.
+    if hasattr(model.config, "output_router_logits"):
+        model.config.output_router_logits = False
+    return model
+
+
+def is_moe(model) -> bool:
+    return getattr(model.config, "num_experts", 0) > 0
+
+
+def lora_config(settings: LoraSettings, model, key: str = "model.lora"):
+    """A peft LoraConfig; targets that match nothing in the model are a config error, not a silent no-op."""
+    from peft import LoraConfig
+
+    names = [n for n, _ in model.named_modules()]
+    for target in settings.target_modules:
+        if not any(n == target or n.endswith("." + target) for n in names):
+            raise ConfigError(f"{key}.target_modules: {target!r} matches no module of this model")
+    params = [n for n, _ in model.named_parameters()]
+    for target in settings.target_parameters:
+        if not any(n.endswith(target) or n.endswith(target + ".weight") for n in params):
+            raise ConfigError(f"{key}.target_parameters: {target!r} matches no parameter of this model")
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules),
+        target_parameters=list(settings.target_parameters) or None,
+        modules_to_save=list(settings.modules_to_save) or None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def save_model_dir(model, tokenizer, out_dir: Path) -> None:
+    """Save a servable model dir: LoRA merged, router-logit flag reset, tokenizer + chat template beside it."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload()
+    if hasattr(model.config, "output_router_logits"):
+        model.config.output_router_logits = False
+    model.config.use_cache = True
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def finish_stage(out_dir: Path, record: dict) -> None:
+    """Write ``stage.json`` last: from here on the dir counts as complete."""
+    base = {"finished_at": now(), "versions": versions(), "git_sha": git_sha()}
+    write_json_atomic(out_dir / STAGE_FILE, {**record, **base})

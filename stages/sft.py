@@ -1,0 +1,143 @@
+"""Stage 1 — long-CoT cold start: supervised fine-tuning on verified, filtered chain-of-thought data.
+
+    make stage1                                   # nano default: configs/stage1_sft/nano.yaml
+    python -m stages.sft --config configs/stage1_sft/nano.yaml trainer.learning_rate=5e-4 data.0.kwargs.n=2000
+
+Phases: config -> data (recipes, mixed) -> filters (report saved) -> model (+LoRA) -> TRL SFTTrainer
+(assistant-only loss, packing, MoE router aux loss) -> save (merged model, tokenizer, chat template) ->
+evaluate -> ``stage.json`` last. Rerunning a finished stage does nothing; rerunning an interrupted one resumes
+from its last checkpoint in ``<output_dir>/checkpoints``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_recipes.filters import FilterSettings, apply_filters
+from stages.common import (ModelSettings, RecipeSpec, build_data, check_writable, trainer_defaults, finish_stage,
+                           is_complete,
+                           is_moe, load_model, load_tokenizer, lora_config, save_model_dir, set_threads,
+                           write_json_atomic)
+from stages.config import ConfigError, build_trainer_args, run_cli, to_dict
+from stages.evaluate import EvalSettings, evaluate, format_table
+from stages.generation import generate
+
+STAGE = "sft"
+
+
+@dataclass
+class SFTStageConfig:
+    output_dir: str
+    model: ModelSettings
+    data: list[RecipeSpec]
+    trainer: dict[str, Any] = field(default_factory=dict)  # TRL SFTConfig settings, passed through unchanged
+    filters: FilterSettings = field(default_factory=FilterSettings)
+    drop_too_easy: bool = False  # query filter: drop problems the model solves without thinking (costs a pass)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    eval_before: bool = False  # also evaluate the starting model
+    seed: int = 0
+    threads: int = 2
+
+
+def main(cfg: SFTStageConfig) -> Path:
+    from trl import SFTConfig, SFTTrainer
+
+    out = Path(cfg.output_dir)
+    if is_complete(out):
+        print(f"[sft] {out} is complete (stage.json exists); nothing to do. Delete it or set output_dir to rerun.")
+        return out
+    check_writable(out, "output_dir")
+    set_threads(cfg.threads)
+    t_start = time.time()
+    args = build_trainer_args(SFTConfig, trainer_defaults(cfg.trainer), "", output_dir=str(out / "checkpoints"), seed=cfg.seed,
+                              max_length=cfg.model.max_length)
+
+    tokenizer = load_tokenizer(cfg.model.name_or_path)
+    train, data_report = prepare_data(cfg, tokenizer)
+    model = load_model(cfg.model)
+    if cfg.drop_too_easy:
+        train, data_report["too_easy"] = drop_too_easy(train, model, tokenizer, cfg.eval)
+    if len(train) == 0:
+        raise ValueError(f"[sft] no training rows left after filtering: {json.dumps(data_report['dropped'])}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "data_report.json", data_report)
+    print(f"[sft] data: {data_report['rows_kept']} of {data_report['rows_in']} rows kept; dropped "
+          f"{data_report['dropped']}", flush=True)
+
+    before = None
+    if cfg.eval_before:
+        before = evaluate(model, tokenizer, cfg.eval, cfg.seed)
+        print(format_table(before, "[sft] before training"), flush=True)
+
+    peft_config = lora_config(cfg.model.lora, model) if cfg.model.lora else None
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train.select_columns(["messages"]),
+                         processing_class=tokenizer, peft_config=peft_config)
+    resume = any((out / "checkpoints").glob("checkpoint-*"))
+    if resume:
+        print(f"[sft] resuming from the last checkpoint in {out / 'checkpoints'}", flush=True)
+    t_train = time.time()
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    train_seconds = time.time() - t_train
+    log = trainer.state.log_history
+    (out / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+
+    model = trainer.model
+    save_model_dir(model, tokenizer, out)
+    model = load_model(ModelSettings(name_or_path=str(out), dtype=cfg.model.dtype,
+                                     attn_implementation=cfg.model.attn_implementation))
+    after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
+    print(format_table(after, f"[sft] evaluation of {out}"), flush=True)
+
+    losses = [r["loss"] for r in log if "loss" in r]
+    finish_stage(out, {
+        "stage": STAGE,
+        "input_model": cfg.model.name_or_path,
+        "config": to_dict(cfg),
+        "data": {"rows": len(train), "fingerprint": train._fingerprint, "report": "data_report.json"},
+        "metrics": {
+            "train": {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
+                      "final_loss": losses[-1] if losses else None, "seconds": round(train_seconds, 1),
+                      "moe": is_moe(model)},
+            "eval": after,
+            **({"eval_before": before} if before else {}),
+        },
+        "wall_seconds": round(time.time() - t_start, 1),
+    })
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    print(f"[sft] done: {out} ({time.time() - t_start:.0f} s)", flush=True)
+    return out
+
+
+def prepare_data(cfg: SFTStageConfig, tokenizer):
+    """Training rows after the filters, and the filter report."""
+    train = build_data(cfg.data, cfg.seed)
+    eval_rows = build_data([cfg.eval.data], cfg.seed, key="eval.data")
+    eval_prompts = ["\n".join(m["content"] for m in msgs if m["role"] != "assistant")
+                    for msgs in eval_rows["messages"]]
+
+    def count_tokens(messages: list[dict]) -> int:
+        return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+
+    return apply_filters(train, cfg.filters, eval_prompts=eval_prompts, count_tokens=count_tokens,
+                         max_tokens=cfg.model.max_length)
+
+
+def drop_too_easy(train, model, tokenizer, settings: EvalSettings):
+    """Qwen3's query filter: drop problems the model already answers correctly without thinking."""
+    from rewards import get_reward
+
+    prompts = [[m for m in msgs if m["role"] != "assistant"] for msgs in train["messages"]]
+    texts = generate(model, tokenizer, prompts, enable_thinking=False, sampling=settings.sampling,
+                     batch_size=settings.batch_size)
+    scores = get_reward(settings.verifier)(texts, solution=train["solution"], prompts=prompts)
+    keep = [i for i, s in enumerate(scores) if not s]
+    return train.select(keep), len(train) - len(keep)
+
+
+if __name__ == "__main__":
+    run_cli(main, SFTStageConfig, __doc__)

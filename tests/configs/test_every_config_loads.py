@@ -1,0 +1,62 @@
+"""Every YAML under configs/ loads into its typed config, names resolve and trainer sections build.
+Run: pytest tests/configs"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages.common import ModelSettings
+from stages.config import build_trainer_args, load_config, load_yaml
+from stages.evaluate import EvalConfig
+from stages.nano_base import NanoBaseConfig
+from stages.sft import SFTStageConfig
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+KIND = {"stage1_sft": SFTStageConfig, "nano": NanoBaseConfig, "eval": EvalConfig, "models": ModelSettings}
+ALL = sorted(p for p in CONFIGS.rglob("*.yaml"))
+
+
+def test_every_config_folder_has_a_known_kind():
+    assert ALL, "no configs found"
+    unknown = {p.parent.name for p in ALL} - set(KIND)
+    assert not unknown, f"config folders without a loader in this test: {unknown}"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_config_loads_and_its_names_resolve(path):
+    cfg = load_config(KIND[path.parent.name], path)
+    first_line = path.read_text().splitlines()[0]
+    assert first_line.startswith("#"), "each config opens with a comment giving its launch command"
+    if isinstance(cfg, SFTStageConfig):
+        from trl import SFTConfig
+
+        from data_recipes import get_recipe
+
+        for spec in [*cfg.data, cfg.eval.data]:
+            assert callable(get_recipe(spec.name))
+        trainer = dict(cfg.trainer)
+        if not torch.cuda.is_available():  # GPU configs (bf16) are checked for keys and types only
+            trainer.update(use_cpu=True, bf16=False)
+        args = build_trainer_args(SFTConfig, trainer, str(path), output_dir="/tmp/unused", seed=cfg.seed,
+                                  max_length=cfg.model.max_length)
+        assert args.max_length == cfg.model.max_length
+    if isinstance(cfg, (SFTStageConfig, EvalConfig)):
+        from rewards import get_reward
+
+        assert callable(get_reward(cfg.eval.verifier))
+
+
+def test_model_presets_fill_the_model_section():
+    cfg = load_config(SFTStageConfig, CONFIGS / "stage1_sft" / "qwen3-0.6b-lora.yaml")
+    assert cfg.model.name_or_path == "Qwen/Qwen3-0.6B"
+    assert cfg.model.dtype == "bfloat16"
+    assert cfg.model.max_length == 16384  # the stage config's own value wins over the preset's 32768
+    assert "down_proj" in cfg.model.lora.target_modules
+
+
+def test_moe_preset_puts_lora_on_experts_through_target_parameters():
+    preset = load_yaml(CONFIGS / "models" / "qwen3-30b-a3b.yaml")
+    assert preset["lora"]["target_parameters"] == ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]

@@ -1,0 +1,111 @@
+"""Stage 1 through its real entry point on a tiny model: trains, saves a loadable model dir, stage.json last,
+resumes after an interruption, LoRA on MoE experts. Run: pytest tests/stages/test_sft.py"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages import sft
+from stages.common import STAGE_FILE
+from stages.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def config(tmp_path, model_dir, *overrides):
+    return load_config(sft.SFTStageConfig, REPO / "configs" / "stage1_sft" / "nano.yaml", [
+        f"output_dir={tmp_path / 'out'}", f"model.name_or_path={model_dir}", "threads=1",
+        "data.0.kwargs.n=48", "eval.data.kwargs.n=4", "eval.sampling.max_new_tokens=12", "eval.batch_size=4",
+        "trainer.max_steps=3", "trainer.logging_steps=1", "trainer.per_device_train_batch_size=2",
+        "trainer.learning_rate=1e-2", *overrides])
+
+
+def weights(path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path).state_dict()
+
+
+def test_full_finetune_changes_weights_and_leaves_a_complete_model_dir(tmp_path, tiny_moe_dir, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = sft.main(config(tmp_path, tiny_moe_dir))
+    record = json.loads((out / STAGE_FILE).read_text())
+    assert record["stage"] == "sft" and record["input_model"] == str(tiny_moe_dir)
+    assert record["metrics"]["train"]["steps"] == 3
+    assert set(record["metrics"]["eval"]) == {"think", "no_think"}
+    assert record["data"]["rows"] > 0 and record["versions"]["trl"]
+    assert json.loads((out / "data_report.json").read_text())["rows_in"] == 48
+    before, after = weights(tiny_moe_dir), weights(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.output_router_logits is False  # saved so that generate() with a KV cache works
+    tok = AutoTokenizer.from_pretrained(out)
+    assert "generation" in tok.chat_template
+    assert not (out / "checkpoints").exists()
+    # stage.json is the last file written
+    newest = max((p for p in out.iterdir() if p.is_file()), key=lambda p: p.stat().st_mtime_ns)
+    assert newest.name == STAGE_FILE
+    # a finished stage is never redone
+    mtime = (out / "model.safetensors").stat().st_mtime_ns
+    sft.main(config(tmp_path, tiny_moe_dir))
+    assert (out / "model.safetensors").stat().st_mtime_ns == mtime
+    assert "is complete" in capsys.readouterr().out
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, tiny_moe_dir, monkeypatch, capsys):
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("simulated kill while saving")
+
+    monkeypatch.setattr(sft, "save_model_dir", crash)
+    with pytest.raises(KeyboardInterrupt):
+        sft.main(config(tmp_path, tiny_moe_dir, "trainer.max_steps=4", "trainer.save_steps=2"))
+    out = tmp_path / "out"
+    assert not (out / STAGE_FILE).exists()
+    assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-4"]
+    monkeypatch.undo()
+    sft.main(config(tmp_path, tiny_moe_dir, "trainer.max_steps=6", "trainer.save_steps=2"))
+    assert "resuming from the last checkpoint" in capsys.readouterr().out
+    record = json.loads((out / STAGE_FILE).read_text())
+    assert record["metrics"]["train"]["steps"] == 6
+    steps_logged = [r["step"] for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines())
+                    if "loss" in r]
+    assert min(steps_logged) == 1 and steps_logged[-1] == 6  # history carried over from the checkpoint
+
+
+def test_lora_on_moe_experts_trains_and_saves_a_merged_model(tmp_path, tiny_moe_dir):
+    out = sft.main(config(tmp_path, tiny_moe_dir, "model.lora={r: 4, alpha: 8, target_modules: [q_proj, v_proj], "
+                                                  "target_parameters: [mlp.experts.gate_up_proj]}"))
+    files = {p.name for p in out.iterdir()}
+    assert "adapter_config.json" not in files  # merged, servable as a plain model
+    before, after = weights(tiny_moe_dir), weights(out)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any("q_proj" in k for k in changed) and any("experts" in k for k in changed)
+    assert not any("k_proj" in k or "o_proj" in k for k in changed)  # untargeted weights stay as they were
+
+
+def test_lora_target_that_matches_nothing_is_a_config_error(tmp_path, tiny_moe_dir):
+    from stages.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'qq_proj' matches no module"):
+        sft.main(config(tmp_path, tiny_moe_dir, "model.lora={target_modules: [qq_proj]}"))
+
+
+def test_dataset_without_messages_column_is_named(tmp_path, tiny_moe_dir):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "2+3?", "answer": "5"}\n')
+    with pytest.raises(ValueError, match="missing required column 'prompt'"):
+        sft.main(config(tmp_path, tiny_moe_dir, "data.0.name=local_file", f"data.0.kwargs={{path: {data}}}"))
+
+
+def test_all_rows_filtered_out_is_a_clear_error(tmp_path, tiny_moe_dir):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "2+3?", "response": "It is \\\\boxed{6}", "gold": "5"}\n')
+    with pytest.raises(ValueError, match="no training rows left after filtering"):
+        sft.main(config(tmp_path, tiny_moe_dir, "data.0.name=local_file",
+                        f"data.0.kwargs={{path: {data}, solution_column: gold}}"))
+    assert not (tmp_path / "out" / STAGE_FILE).exists()
