@@ -1,0 +1,151 @@
+"""think_format, mode_compliance, repetition_penalty, soft_overlong, and the shared answer parsing.
+
+Run: .venv/bin/python -m pytest -q tests/rewards/test_format_rewards.py
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rewards.completion import answer_text, completion_text, row_value
+from rewards.format import mode_compliance, prompt_mode, repetition_penalty, soft_overlong, think_format
+
+# ------------------------------------------------------------ answer parsing
+
+
+def test_only_the_text_after_the_last_think_close_is_the_answer() -> None:
+    assert answer_text("<think>\na\n</think>\nb</think>\n\nfinal") == "final"
+    assert answer_text("<think>\na\n</think>\n\n  42  ") == "42"
+
+
+def test_unclosed_think_has_no_answer_and_no_think_block_is_judged_whole() -> None:
+    assert answer_text("<think>\nstill going") is None
+    assert answer_text("just 42") == "just 42"
+
+
+def test_conversational_completion_text_joins_assistant_messages() -> None:
+    assert (
+        completion_text([{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}])
+        == "a\nb"
+    )
+    assert completion_text([{"role": "assistant", "content": None}]) == ""
+    assert completion_text(None) == ""
+
+
+def test_row_value_is_none_for_missing_columns_and_rows() -> None:
+    assert row_value(["think", None], 1) is None
+    assert row_value(["think"], 5) is None
+    assert row_value(None, 0) is None
+    assert row_value(["think", "no_think"], 1) == "no_think"
+
+
+# ------------------------------------------------------------ think_format
+
+THINK_FORMAT = [
+    ("<think>\nadd them\n</think>\n\n4", 1.0, "one closed block then an answer"),
+    ("  <think>\n\n</think>\n\n4", 1.0, "empty block (no_think) is well-formed"),
+    ("4", 1.0, "no block at all"),
+    ("<think>\nadd them", 0.0, "cut off while thinking"),
+    ("<think>\nadd\n</think>\n\n", 0.0, "empty answer"),
+    ("<think>a</think><think>b</think>4", 0.0, "two blocks"),
+    ("Sure! <think>a</think>4", 0.0, "block not at the start"),
+    ("<think>a</think>4</think>", 0.0, "stray close tag in the answer"),
+    ("4 </think>", 0.0, "close tag without an open tag"),
+    ("", 0.0, "empty completion"),
+]
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected", "why"), THINK_FORMAT, ids=[row[2] for row in THINK_FORMAT]
+)
+def test_think_format(completion: str, expected: float, why: str) -> None:
+    assert think_format([completion]) == [expected], why
+
+
+# ------------------------------------------------------------ mode_compliance
+
+THINKING = "<think>\nsome reasoning\n</think>\n\n4"
+EMPTY_THINK = "<think>\n\n</think>\n\n4"
+
+
+def test_no_think_response_keeps_empty_think_block() -> None:
+    assert mode_compliance([EMPTY_THINK, THINKING, "4"], mode=["no_think"] * 3) == [1.0, 0.0, 0.0]
+
+
+def test_think_mode_needs_real_thinking() -> None:
+    assert mode_compliance([THINKING, EMPTY_THINK, "<think>\ncut off"], mode=["think"] * 3) == [1.0, 0.0, 0.0]
+
+
+def test_mode_comes_from_the_last_flag_in_user_and_system_messages() -> None:
+    prompt = [
+        {"role": "system", "content": "Be brief. /no_think"},
+        {"role": "user", "content": "What is 2+2? /think"},
+        {"role": "assistant", "content": "quoting /no_think here does not count"},
+    ]
+    assert prompt_mode(prompt) == "think"
+    assert prompt_mode([{"role": "user", "content": "/think first, then /no_think"}]) == "no_think"
+    assert prompt_mode("What is 2+2? /no_think") == "no_think"
+    assert prompt_mode("see http://x.org/think or /thinking") is None
+    rendered = "<|im_start|>user\n2+2? /no_think<|im_end|>\n<|im_start|>assistant\n/think<|im_end|>\n"
+    assert prompt_mode(rendered) == "no_think"
+
+
+def test_mode_column_wins_and_prompt_flags_fill_in() -> None:
+    prompts = ["2+2? /no_think", "2+2? /no_think", "2+2?"]
+    scores = mode_compliance(
+        [EMPTY_THINK, EMPTY_THINK, THINKING], prompts=prompts, mode=["think", None, None]
+    )
+    assert scores == [0.0, 1.0, 1.0]
+
+
+def test_unknown_mode_value_is_an_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="unknown mode 'auto'"):
+        mode_compliance([THINKING], mode=["auto"])
+
+
+# ------------------------------------------------------------ repetition_penalty
+
+
+def test_repetition_penalty_grows_with_repeated_ngrams() -> None:
+    distinct = "the quick brown fox jumps over the lazy dog"
+    some = "one two three one two three four five six"
+    looping = " ".join(["again and again"] * 30)
+    scores = repetition_penalty([distinct, some, looping])
+    assert scores[0] == 0.0
+    assert scores[1] == pytest.approx(-1 / 7)  # 7 trigrams, "one two three" twice: 6 distinct
+    assert scores[2] == pytest.approx(-(1 - 3 / 88))  # 88 trigrams, 3 distinct
+    assert scores[2] < scores[1] < scores[0]
+
+
+def test_repetition_penalty_kwargs_and_thinking() -> None:
+    looping_thought = "<think>\n" + "wait " * 50 + "\n</think>\n\nThe answer is 4."
+    assert repetition_penalty([looping_thought]) == [0.0]  # only the answer is judged by default
+    assert repetition_penalty([looping_thought], include_thinking=True, max_penalty=-0.5)[0] == pytest.approx(
+        -0.5 * (1 - 7 / 54)  # 56 words with the tags; of 54 trigrams, 48 are "wait wait wait": 7 distinct
+    )
+    assert repetition_penalty(["a a"], ngram_size=3) == [0.0]  # shorter than one n-gram
+    with pytest.raises(ValueError, match="max_penalty"):
+        repetition_penalty(["x"], max_penalty=0.5)
+
+
+# ------------------------------------------------------------ soft_overlong
+
+
+def test_soft_overlong_follows_dapo_piecewise_penalty() -> None:
+    ids = [[0] * n for n in (100, 768, 896, 1024, 1025)]
+    assert soft_overlong(["x"] * 5, completion_ids=ids, max_length=1024, buffer=256) == [
+        0.0,
+        0.0,
+        -0.5,
+        -1.0,
+        -1.0,
+    ]
+
+
+def test_soft_overlong_falls_back_to_characters_per_token_and_counts_thinking() -> None:
+    text = "<think>\n" + "x" * 391 + "\n</think>\n\n" + "y" * 90  # 500 characters -> 125 "tokens"
+    assert len(text) == 500
+    assert soft_overlong([text], max_length=150, buffer=50) == [-0.5]
+    assert soft_overlong([text], max_length=150, buffer=50, chars_per_token=5.0) == [0.0]
+    with pytest.raises(ValueError, match="buffer"):
+        soft_overlong(["x"], max_length=10, buffer=20)
