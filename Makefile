@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 # (a pip --index-url for torch wheels) for a CUDA build on a GPU machine.
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
-CONFIG ?= configs/stage1_sft/nano.yaml
+CONFIG ?=
+STAGE1_CONFIG := configs/stage1_sft/nano.yaml
+STAGE2_CONFIG := configs/stage2_grpo/nano.yaml
 EVAL_CONFIG ?= configs/eval/nano.yaml
 MODEL ?= runs/nano/01_sft
 ARGS ?=
@@ -16,12 +18,13 @@ THREADS ?= 2
 export OMP_NUM_THREADS ?= $(THREADS)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup nano-base stage1 eval test test-e2e lint bench-sft
+.PHONY: help setup nano-base stage1 stage2 eval test test-e2e lint bench-sft
 
 help:
 	@echo "make setup        create $(VENV) (CPU torch first) and install posttrain with dev tools"
 	@echo "make nano-base    rebuild the shipped nano Qwen3-MoE base ($(NANO_BASE)), ~35 min on 2 cores"
-	@echo "make stage1       stage 1, long-CoT SFT (CONFIG=$(CONFIG) ARGS='key=value ...')"
+	@echo "make stage1       stage 1, long-CoT SFT (CONFIG=$(STAGE1_CONFIG) ARGS='key=value ...')"
+	@echo "make stage2       stage 2, reasoning RL with GRPO (CONFIG=$(STAGE2_CONFIG); needs stage 1's output)"
 	@echo "make eval         evaluate a model dir (MODEL=$(MODEL))"
 	@echo "make test         the default test suite (fast; what CI and the README run)"
 	@echo "make test-e2e     the slow end-to-end tests (real training runs)"
@@ -42,10 +45,10 @@ nano-base: setup
 	$(BIN)/python -m stages.nano_base --config $(NANO_CONFIG) $(ARGS)
 
 stage1: setup
-	@if grep -q "$(NANO_BASE)" $(CONFIG) && [ ! -f $(NANO_BASE)/base.json ]; then \
+	@if grep -q "$(NANO_BASE)" $(or $(CONFIG),$(STAGE1_CONFIG)) && [ ! -f $(NANO_BASE)/base.json ]; then \
 		echo "$(NANO_BASE) is missing: building it first (make nano-base)"; \
 		$(BIN)/python -m stages.nano_base --config configs/nano/moe-base.yaml; fi
-	$(BIN)/python -m stages.sft --config $(CONFIG) $(ARGS)
+	$(BIN)/python -m stages.sft --config $(or $(CONFIG),$(STAGE1_CONFIG)) $(ARGS)
 
 eval: setup
 	$(BIN)/python -m stages.evaluate --config $(EVAL_CONFIG) model.name_or_path=$(MODEL) $(ARGS)
@@ -61,3 +64,6 @@ lint: setup
 
 bench-sft: setup
 	$(BIN)/python benchmarks/sft_throughput.py $(ARGS)
+
+stage2: setup
+	$(BIN)/python -m stages.reasoning_rl --config $(or $(CONFIG),$(STAGE2_CONFIG)) $(ARGS)

@@ -266,12 +266,14 @@ def build(
     difficulty: int = 2,
     split: str = "train",
     eval_fraction: float = 0.05,
+    avoid: list[dict] | None = None,
 ) -> Dataset:
     """Build ``n`` distinct problems of one split as a chat dataset.
 
     Columns: ``messages`` (user question, assistant ``<think>…</think>`` + boxed answer), ``prompt`` (the user
     turn alone, for RL and evaluation), ``solution`` (the gold, ``\\boxed{…}``), ``answer`` (int), ``task``,
-    ``difficulty``, ``n_ops``, ``signature``.
+    ``difficulty``, ``n_ops``, ``signature``. ``avoid`` lists the arguments of other builds whose problems must
+    not appear here (e.g. stage 2 avoids stage 1's training problems: ``avoid=[{"n": 4000, "seed": 0}]``).
     """
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
@@ -281,7 +283,8 @@ def build(
         raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
     rng = random.Random(f"arithmetic/{split}/{difficulty}/{seed}")
     want_eval = split == "eval"
-    rows, seen, tries = [], set(), 0
+    rows, tries = [], 0
+    seen = {sig for kw in (avoid or []) for sig in build(**kw)["signature"]}
     while len(rows) < n:
         tries += 1
         if tries > 200 * n + 10_000:

@@ -33,6 +33,9 @@ class FilterSettings:
     repetition_ngram: int = 12  # words per n-gram for the repetition check
     max_repeated_fraction: float = 0.3  # drop when more than this share of n-grams are repeats
     overlap_ngram: int = 13  # words per n-gram for eval decontamination (GPT-3 used 13)
+    # Near-duplicate = more than this share of a prompt's n-grams occur in eval prompts. Any single shared
+    # 13-gram (GPT-3's rule) is too strict for templated data: stories share whole sentences of boilerplate.
+    max_overlap_fraction: float = 0.5
     max_minor_script_fraction: float = 0.05  # letters outside the main script allowed before "mixing"
     examples_per_filter: int = 2
 
@@ -83,9 +86,11 @@ def minor_script_fraction(text: str) -> float:
 
 def final_value(text: str) -> str | None:
     """The value a text concludes with: its last ``\\boxed{}``, else its last number."""
-    boxed = re.findall(r"\\boxed\{([^{}]*)\}", text)
+    from rewards.math import last_boxed  # the same extraction the verifier uses
+
+    boxed = last_boxed(text)
     if boxed:
-        return boxed[-1].strip()
+        return boxed
     numbers = _NUMBER.findall(text)
     return numbers[-1] if numbers else None
 
@@ -113,6 +118,12 @@ def _think_answer_disagreements(rows: list[dict], verdict: dict, settings: Filte
     verify = get_reward(settings.verifier)
     scores = verify([f"\\boxed{{{c}}}" for _, c, _ in pairs], solution=[f"\\boxed{{{s}}}" for _, _, s in pairs])
     return {i for (i, _, _), score in zip(pairs, scores) if score is not None and score < 1.0}
+
+
+def overlap_fraction(text: str, eval_grams: set, n: int) -> float:
+    """Share of ``text``'s word n-grams that also occur in the eval set (a text shorter than n: whole-text match)."""
+    grams = ngrams(text, n) or {tuple(w.lower() for w in _WORD.findall(text))}
+    return len(grams & eval_grams) / len(grams) if grams else 0.0
 
 
 def _user_text(messages: list[dict]) -> str:
@@ -177,7 +188,8 @@ def apply_filters(
         elif "script_mixing" in enabled and minor_script_fraction(response) > settings.max_minor_script_fraction:
             drop(i, "script_mixing")
         elif "eval_overlap" in enabled and eval_grams and \
-                ngrams(_user_text(r["messages"]), settings.overlap_ngram) & eval_grams:
+                overlap_fraction(_user_text(r["messages"]), eval_grams, settings.overlap_ngram) > \
+                settings.max_overlap_fraction:
             drop(i, "eval_overlap")
         elif "over_length" in enabled and count_tokens and max_tokens and count_tokens(r["messages"]) > max_tokens:
             drop(i, "over_length")

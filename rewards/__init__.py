@@ -23,7 +23,22 @@ from typing import Any
 
 from rewards.code import code_tests
 from rewards.format import mode_compliance, repetition_penalty, soft_overlong, think_format
+from rewards.instruction import instruction_following, instruction_following_loose
 from rewards.math import math_accuracy
+from rewards.model_based import llm_judge, reward_model
+from rewards.text import (
+    exact_match,
+    json_schema,
+    language_consistency,
+    length_control,
+    multiple_choice,
+    qa_f1,
+    rag_grounding,
+    refusal,
+    summary_rouge,
+    translation_chrf,
+)
+from rewards.tools import tool_call, tool_call_format
 
 RewardFunction = Callable[..., list]
 
@@ -34,6 +49,23 @@ REWARDS: dict[str, RewardFunction] = {
     "repetition_penalty": repetition_penalty,
     "soft_overlong": soft_overlong,
     "code_tests": code_tests,
+    # stage 4, general RL
+    "instruction_following": instruction_following,
+    "instruction_following_loose": instruction_following_loose,
+    "tool_call": tool_call,
+    "tool_call_format": tool_call_format,
+    "length_control": length_control,
+    "language_consistency": language_consistency,
+    "json_schema": json_schema,
+    "exact_match": exact_match,
+    "qa_f1": qa_f1,
+    "multiple_choice": multiple_choice,
+    "rag_grounding": rag_grounding,
+    "refusal": refusal,
+    "translation_chrf": translation_chrf,
+    "summary_rouge": summary_rouge,
+    "reward_model": reward_model,
+    "llm_judge": llm_judge,
 }
 
 

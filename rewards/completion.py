@@ -73,7 +73,8 @@ def row_value(column: Any, index: int) -> Any:
     """
     if column is None:
         return None
-    if not isinstance(column, (list, tuple)):
+    # Lists from TRL, but any indexable column works (e.g. datasets' lazy ``ds["solution"]``).
+    if isinstance(column, (str, bytes, dict)) or not (hasattr(column, "__len__") and hasattr(column, "__getitem__")):
         # A scalar (one value for every row) — unusual for TRL but harmless to accept.
         return column
     return column[index] if index < len(column) else None

@@ -13,6 +13,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -287,7 +288,39 @@ def save_model_dir(model, tokenizer, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
+def train_resumable(trainer, out_dir: Path, tag: str) -> tuple[list[dict], float]:
+    """Run ``trainer.train()``, resuming from the last checkpoint in ``<out_dir>/checkpoints`` if there is one.
+
+    Returns (log history, training seconds) and writes the history to ``train_log.jsonl``.
+    """
+    resume = any((out_dir / "checkpoints").glob("checkpoint-*"))
+    if resume:
+        print(f"[{tag}] resuming from the last checkpoint in {out_dir / 'checkpoints'}", flush=True)
+    t0 = time.time()
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    seconds = time.time() - t0
+    log = trainer.state.log_history
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    return log, seconds
+
+
+def save_and_reload(trainer, tokenizer, out_dir: Path, settings: ModelSettings):
+    """Save the trained model as a servable dir and load it back as evaluation will see it."""
+    save_model_dir(trainer.model, tokenizer, out_dir)
+    return load_model(ModelSettings(name_or_path=str(out_dir), dtype=settings.dtype,
+                                    attn_implementation=settings.attn_implementation))
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def finish_stage(out_dir: Path, record: dict) -> None:
-    """Write ``stage.json`` last: from here on the dir counts as complete."""
-    base = {"finished_at": now(), "versions": versions(), "git_sha": git_sha()}
+    """Write ``stage.json`` last: from here on the dir counts as complete; then drop the checkpoints."""
+    base = {"finished_at": now(), "peak_memory_mb": peak_memory_mb(), "versions": versions(), "git_sha": git_sha()}
     write_json_atomic(out_dir / STAGE_FILE, {**record, **base})
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)

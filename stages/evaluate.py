@@ -15,8 +15,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stages.common import (ModelSettings, RecipeSpec, build_data, is_complete, load_model, load_tokenizer,
-                           read_stage, set_threads, write_json_atomic)
+from stages.common import (
+    ModelSettings,
+    RecipeSpec,
+    build_data,
+    is_complete,
+    load_model,
+    load_tokenizer,
+    read_stage,
+    set_threads,
+    write_json_atomic,
+)
 from stages.config import run_cli
 from stages.generation import SamplingSettings, generate
 
@@ -60,7 +69,7 @@ def evaluate(model, tokenizer, settings: EvalSettings, seed: int = 0) -> dict:
         t0 = time.time()
         texts = generate(model, tokenizer, prompts, enable_thinking=mode == "think", sampling=settings.sampling,
                          batch_size=settings.batch_size)
-        scores = verify(texts, solution=ds["solution"], prompts=prompts)
+        scores = verify(texts, solution=list(ds["solution"]), prompts=prompts)
         forms = well_formed(texts)
         judged = [s for s in scores if s is not None]
         lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]

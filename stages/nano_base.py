@@ -71,7 +71,6 @@ class NanoBaseConfig:
 
 
 def main(cfg: NanoBaseConfig) -> Path:
-    import torch
 
     set_threads(cfg.threads)
     out = check_writable(cfg.output_dir, "output_dir")

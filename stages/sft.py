@@ -12,20 +12,33 @@ from its last checkpoint in ``<output_dir>/checkpoints``.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data_recipes.filters import FilterSettings, apply_filters
-from stages.common import (ModelSettings, RecipeSpec, build_data, check_writable, trainer_defaults, finish_stage,
-                           is_complete,
-                           is_moe, load_model, load_tokenizer, lora_config, save_model_dir, set_threads,
-                           write_json_atomic)
-from stages.config import ConfigError, build_trainer_args, run_cli, to_dict
+from stages.common import (
+    ModelSettings,
+    RecipeSpec,
+    build_data,
+    check_writable,
+    finish_stage,
+    is_complete,
+    is_moe,
+    load_model,
+    load_tokenizer,
+    lora_config,
+    save_and_reload,
+    set_threads,
+    train_resumable,
+    trainer_defaults,
+    write_json_atomic,
+)
+from stages.config import build_trainer_args, run_cli, to_dict
 from stages.evaluate import EvalSettings, evaluate, format_table
 from stages.generation import generate
+from stages.packing import PackedRowsCollator
 
 STAGE = "sft"
 
@@ -54,8 +67,8 @@ def main(cfg: SFTStageConfig) -> Path:
     check_writable(out, "output_dir")
     set_threads(cfg.threads)
     t_start = time.time()
-    args = build_trainer_args(SFTConfig, trainer_defaults(cfg.trainer), "", output_dir=str(out / "checkpoints"), seed=cfg.seed,
-                              max_length=cfg.model.max_length)
+    args = build_trainer_args(SFTConfig, trainer_defaults(cfg.trainer), "", output_dir=str(out / "checkpoints"),
+                              seed=cfg.seed, max_length=cfg.model.max_length)
 
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     train, data_report = prepare_data(cfg, tokenizer)
@@ -77,19 +90,12 @@ def main(cfg: SFTStageConfig) -> Path:
     peft_config = lora_config(cfg.model.lora, model) if cfg.model.lora else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=train.select_columns(["messages"]),
                          processing_class=tokenizer, peft_config=peft_config)
-    resume = any((out / "checkpoints").glob("checkpoint-*"))
-    if resume:
-        print(f"[sft] resuming from the last checkpoint in {out / 'checkpoints'}", flush=True)
-    t_train = time.time()
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    train_seconds = time.time() - t_train
-    log = trainer.state.log_history
-    (out / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
-
-    model = trainer.model
-    save_model_dir(model, tokenizer, out)
-    model = load_model(ModelSettings(name_or_path=str(out), dtype=cfg.model.dtype,
-                                     attn_implementation=cfg.model.attn_implementation))
+    if args.packing and cfg.model.attn_implementation != "flash_attention_2":
+        # TRL flattens a packed batch into one sequence (right for flash-attention varlen kernels only) and refuses
+        # a custom collator in its constructor; the dataloader is built at train(), so swap it here (packing.py).
+        trainer.data_collator = PackedRowsCollator(tokenizer.pad_token_id)
+    log, train_seconds = train_resumable(trainer, out, "sft")
+    model = save_and_reload(trainer, tokenizer, out, cfg.model)
     after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
     print(format_table(after, f"[sft] evaluation of {out}"), flush=True)
 
@@ -108,7 +114,6 @@ def main(cfg: SFTStageConfig) -> Path:
         },
         "wall_seconds": round(time.time() - t_start, 1),
     })
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
     print(f"[sft] done: {out} ({time.time() - t_start:.0f} s)", flush=True)
     return out
 

@@ -12,10 +12,12 @@ from stages.common import ModelSettings
 from stages.config import build_trainer_args, load_config, load_yaml
 from stages.evaluate import EvalConfig
 from stages.nano_base import NanoBaseConfig
+from stages.reasoning_rl import ReasoningRLConfig
 from stages.sft import SFTStageConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-KIND = {"stage1_sft": SFTStageConfig, "nano": NanoBaseConfig, "eval": EvalConfig, "models": ModelSettings}
+KIND = {"stage1_sft": SFTStageConfig, "stage2_grpo": ReasoningRLConfig, "nano": NanoBaseConfig, "eval": EvalConfig,
+        "models": ModelSettings}
 ALL = sorted(p for p in CONFIGS.rglob("*.yaml"))
 
 
@@ -43,7 +45,19 @@ def test_config_loads_and_its_names_resolve(path):
         args = build_trainer_args(SFTConfig, trainer, str(path), output_dir="/tmp/unused", seed=cfg.seed,
                                   max_length=cfg.model.max_length)
         assert args.max_length == cfg.model.max_length
-    if isinstance(cfg, (SFTStageConfig, EvalConfig)):
+    if isinstance(cfg, ReasoningRLConfig):
+        from trl import GRPOConfig
+
+        from stages.reasoning_rl import build_rewards
+
+        funcs, weights = build_rewards(cfg.rewards)
+        trainer = dict(cfg.trainer)
+        if not torch.cuda.is_available():
+            trainer.update(use_cpu=True, bf16=False)
+        args = build_trainer_args(GRPOConfig, trainer, str(path), output_dir="/tmp/unused", seed=cfg.seed,
+                                  reward_weights=weights)
+        assert len(funcs) == len(args.reward_weights)
+    if isinstance(cfg, (SFTStageConfig, ReasoningRLConfig, EvalConfig)):
         from rewards import get_reward
 
         assert callable(get_reward(cfg.eval.verifier))

@@ -100,3 +100,11 @@ def test_apply_division_must_be_exact():
     assert apply("/", 12, 4) == 3
     with pytest.raises(AssertionError):
         apply("/", 13, 4)
+
+
+def test_avoid_excludes_the_problems_of_another_build():
+    stage1 = set(build(n=500, seed=0, difficulty=1)["signature"])
+    stage2 = build(n=500, seed=1, difficulty=1, avoid=[{"n": 500, "seed": 0, "difficulty": 1}])
+    assert not stage1 & set(stage2["signature"])
+    unguarded = build(n=500, seed=1, difficulty=1)
+    assert stage1 & set(unguarded["signature"])  # without `avoid`, small spaces do collide

@@ -7,8 +7,7 @@ import pytest
 from datasets import Dataset
 
 from data_recipes.arithmetic import build
-from data_recipes.filters import (FilterSettings, apply_filters, minor_script_fraction, repeated_fraction,
-                                  split_response)
+from data_recipes.filters import FilterSettings, apply_filters, minor_script_fraction, repeated_fraction, split_response
 
 
 def row(question, response, solution="\\boxed{5}"):
@@ -25,7 +24,7 @@ BAD_ROWS = {
     "think_answer_disagree": row("q4 what is 2+3", "<think>\n2 + 3 = 5\nSo it is 7.\n</think>\n\n\\boxed{5}"),
     "script_mixing": row("q5 what is 2+3",
                          "<think>\nadd 二加三等于五 二加三等于五 then\n</think>\n\nThe answer is \\boxed{5}."),
-    "eval_overlap": row("Tom has 2 apples and buys 3 more apples at the market today, how many apples now", GOOD),
+    "eval_overlap": row("Tom has 2 apples and buys 3 more apples at the market today, how many apples now!", GOOD),
     "over_length": row("q7 what is 2+3 " + "long " * 50, GOOD),
 }
 EVAL_PROMPT = "Tom has 2 apples and buys 3 more apples at the market today, how many apples now?"
@@ -56,7 +55,7 @@ def test_clean_synthetic_data_passes_every_filter():
     assert report["dropped"]["repetition"] == 0
     assert report["dropped"]["think_answer_disagree"] == 0
     assert report["dropped"]["script_mixing"] == 0
-    assert len(kept) >= 290  # only rare template n-gram collisions with eval items may go
+    assert report["dropped"]["eval_overlap"] <= 3  # shared story boilerplate alone is not a near-duplicate
 
 
 def test_equivalent_conclusion_and_answer_are_not_a_disagreement():
@@ -65,7 +64,7 @@ def test_equivalent_conclusion_and_answer_are_not_a_disagreement():
     assert len(kept) == 1
 
 
-@pytest.mark.parametrize("text, expected", [("a b c d e f", 0.0), ("x y " * 10, 0.8)])
+@pytest.mark.parametrize("text, expected", [("a b c d e f", 0.0), ("x y " * 10, 17 / 19)])  # 19 bigrams, 2 distinct
 def test_repeated_fraction(text, expected):
     assert repeated_fraction(text, 2) == pytest.approx(expected, abs=0.05)
 

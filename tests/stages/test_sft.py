@@ -61,7 +61,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, tiny_moe_dir, mon
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("simulated kill while saving")
 
-    monkeypatch.setattr(sft, "save_model_dir", crash)
+    monkeypatch.setattr(sft, "save_and_reload", crash)
     with pytest.raises(KeyboardInterrupt):
         sft.main(config(tmp_path, tiny_moe_dir, "trainer.max_steps=4", "trainer.save_steps=2"))
     out = tmp_path / "out"

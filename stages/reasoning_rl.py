@@ -1,0 +1,147 @@
+"""Stage 2 — reasoning RL: GRPO (DAPO / Dr. GRPO variants) with rule-based, verifiable rewards.
+
+    make stage2                                   # nano default: configs/stage2_grpo/nano.yaml, from runs/nano/01_sft
+    python -m stages.reasoning_rl --config configs/stage2_grpo/nano.yaml trainer.loss_type=dr_grpo
+
+Phases: config -> data (query-verifier pairs: a ``prompt`` column plus the columns the rewards read) -> rewards
+(built-in names or dotted paths, weights beside them) -> model (+LoRA) -> evaluate before -> TRL GRPOTrainer
+(with DAPO dynamic sampling when enabled) -> save -> evaluate after (the same checker as the reward) ->
+``stage.json`` last. Reruns skip a finished stage and resume an interrupted one from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages.common import (
+    ModelSettings,
+    RecipeSpec,
+    build_data,
+    check_writable,
+    finish_stage,
+    is_complete,
+    load_model,
+    load_tokenizer,
+    lora_config,
+    save_and_reload,
+    set_threads,
+    train_resumable,
+    trainer_defaults,
+)
+from stages.config import ConfigError, build_trainer_args, run_cli, to_dict
+from stages.evaluate import EvalSettings, evaluate, format_table
+
+STAGE = "reasoning_rl"
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+
+
+@dataclass
+class RewardSpec:
+    """A reward from rewards/ (a built-in name or ``package.module:function``), its weight and bound kwargs."""
+
+    name: str
+    weight: float = 1.0
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DynamicSamplingSettings:
+    enabled: bool = False  # DAPO: drop groups whose rewards are all equal and refill the batch
+    max_refill_rounds: int = 4
+
+
+@dataclass
+class ReasoningRLConfig:
+    output_dir: str
+    model: ModelSettings
+    data: list[RecipeSpec]
+    rewards: list[RewardSpec]
+    trainer: dict[str, Any] = field(default_factory=dict)  # TRL GRPOConfig settings, passed through unchanged
+    dynamic_sampling: DynamicSamplingSettings = field(default_factory=DynamicSamplingSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    eval_before: bool = True
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self):
+        if not self.rewards:
+            raise ValueError("rewards: at least one reward is needed")
+        loss = self.trainer.get("loss_type", "dapo")
+        if loss not in LOSS_TYPES:  # TRL only notices a typo at the first optimizer step
+            raise ValueError(f"trainer.loss_type: unknown loss {loss!r}; known: {list(LOSS_TYPES)}")
+
+
+def build_rewards(specs: list[RewardSpec]):
+    """(reward functions, weights) for GRPOTrainer; errors name the reward's position in the config."""
+    from rewards import get_reward
+
+    funcs = []
+    for i, spec in enumerate(specs):
+        try:
+            funcs.append(get_reward(spec.name, **spec.kwargs))
+        except ValueError as e:
+            raise ConfigError(f"rewards.{i}: {e}") from None
+    return funcs, [s.weight for s in specs]
+
+
+def main(cfg: ReasoningRLConfig) -> Path:
+    from trl import GRPOConfig, GRPOTrainer
+
+    from stages.dynamic_sampling import DynamicSamplingGRPOTrainer
+
+    out = Path(cfg.output_dir)
+    if is_complete(out):
+        print(f"[rl] {out} is complete (stage.json exists); nothing to do. Delete it or set output_dir to rerun.")
+        return out
+    check_writable(out, "output_dir")
+    set_threads(cfg.threads)
+    t_start = time.time()
+    reward_funcs, weights = build_rewards(cfg.rewards)
+    args = build_trainer_args(GRPOConfig, trainer_defaults(cfg.trainer), "", output_dir=str(out / "checkpoints"),
+                              seed=cfg.seed, reward_weights=weights)
+    if (args.per_device_train_batch_size * args.gradient_accumulation_steps) % args.num_generations:
+        raise ConfigError(f"trainer: num_generations ({args.num_generations}) must divide the batch "
+                          f"(per_device_train_batch_size × gradient_accumulation_steps = "
+                          f"{args.per_device_train_batch_size * args.gradient_accumulation_steps})")
+
+    tokenizer = load_tokenizer(cfg.model.name_or_path)
+    train = build_data(cfg.data, cfg.seed)
+    if "prompt" not in train.column_names:
+        raise ValueError(f"data: RL needs a 'prompt' column (chat messages); columns: {train.column_names}")
+    model = load_model(cfg.model)
+    before = evaluate(model, tokenizer, cfg.eval, cfg.seed) if cfg.eval_before else None
+    if before:
+        print(format_table(before, f"[rl] before: {cfg.model.name_or_path}"), flush=True)
+
+    peft_config = lora_config(cfg.model.lora, model) if cfg.model.lora else None
+    trainer_cls, extra = GRPOTrainer, {}
+    if cfg.dynamic_sampling.enabled:
+        trainer_cls, extra = DynamicSamplingGRPOTrainer, {"max_refill_rounds": cfg.dynamic_sampling.max_refill_rounds}
+    trainer = trainer_cls(model=model, args=args, reward_funcs=reward_funcs, train_dataset=train,
+                          processing_class=tokenizer, peft_config=peft_config, **extra)
+    log, train_seconds = train_resumable(trainer, out, "rl")
+    model = save_and_reload(trainer, tokenizer, out, cfg.model)
+    after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
+    print(format_table(after, f"[rl] after: {out}"), flush=True)
+    curve = [{"step": r["step"], "reward": r["reward"]} for r in log if "reward" in r]
+    finish_stage(out, {
+        "stage": STAGE,
+        "input_model": cfg.model.name_or_path,
+        "config": to_dict(cfg),
+        "data": {"rows": len(train), "fingerprint": train._fingerprint},
+        "metrics": {
+            "train": {"steps": trainer.state.global_step, "seconds": round(train_seconds, 1), "reward_curve": curve},
+            "eval": after,
+            **({"eval_before": before} if before else {}),
+        },
+        "wall_seconds": round(time.time() - t_start, 1),
+    })
+    print(f"[rl] done: {out} ({time.time() - t_start:.0f} s)", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    run_cli(main, ReasoningRLConfig, __doc__)

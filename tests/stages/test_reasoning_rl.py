@@ -1,0 +1,59 @@
+"""Stage 2 through its real entry point on a tiny model: GRPO with dynamic sampling trains and finishes.
+Run: pytest tests/stages/test_reasoning_rl.py"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages import reasoning_rl
+from stages.common import STAGE_FILE
+from stages.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def config(tmp_path, model_dir, *overrides):
+    return load_config(reasoning_rl.ReasoningRLConfig, REPO / "configs" / "stage2_grpo" / "nano.yaml", [
+        f"output_dir={tmp_path / 'out'}", f"model.name_or_path={model_dir}", "threads=1",
+        "data.0.kwargs={n: 32, seed: 1, difficulty: 1}", "eval.data.kwargs.n=4", "eval.sampling.max_new_tokens=8",
+        "eval.batch_size=4", "trainer.max_steps=2", "trainer.per_device_train_batch_size=8",
+        "trainer.num_generations=4", "trainer.max_completion_length=8", "trainer.save_steps=1",
+        "dynamic_sampling.max_refill_rounds=1", *overrides])
+
+
+def always_varied(completions, **kwargs):
+    """A reward with variance in every group, so dynamic sampling keeps every group."""
+    return [float(i % 2) for i in range(len(completions))]
+
+
+def test_grpo_with_dynamic_sampling_trains_and_writes_the_stage(tmp_path, tiny_moe_dir):
+    from transformers import AutoModelForCausalLM
+
+    out = reasoning_rl.main(config(tmp_path, tiny_moe_dir, "rewards=[{name: tests.stages.test_reasoning_rl:always_varied}]",
+                                   "trainer.learning_rate=1e-2"))
+    record = json.loads((out / STAGE_FILE).read_text())
+    assert record["stage"] == "reasoning_rl" and record["metrics"]["train"]["steps"] == 2
+    assert len(record["metrics"]["train"]["reward_curve"]) == 2
+    assert "eval_before" in record["metrics"]
+    before = AutoModelForCausalLM.from_pretrained(tiny_moe_dir).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert any("dynamic_sampling/refill_rounds" in r for r in log)
+
+
+def test_unknown_loss_type_and_reward_are_config_errors(tmp_path, tiny_moe_dir):
+    with pytest.raises(ConfigError, match="trainer.loss_type: unknown loss 'dapoo'"):
+        config(tmp_path, tiny_moe_dir, "trainer.loss_type=dapoo")
+    with pytest.raises(ConfigError, match="rewards.0: unknown reward 'nope'"):
+        reasoning_rl.main(config(tmp_path, tiny_moe_dir, "rewards=[{name: nope}]"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_num_generations_must_divide_the_batch(tmp_path, tiny_moe_dir):
+    with pytest.raises(ConfigError, match="num_generations"):
+        reasoning_rl.main(config(tmp_path, tiny_moe_dir, "trainer.num_generations=3"))
