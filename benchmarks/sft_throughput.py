@@ -11,7 +11,8 @@ distorts the numbers (2 cores).
 - ``baseline``  TRL defaults on CPU (use_cpu, fp32), packing off: pads each batch to its longest row;
   TRL's default activation checkpointing on.
 - ``no_ckpt``   the baseline without activation checkpointing (shows what packing adds on top).
-- ``stage1``    the stage-1 nano config: best-fit-decreasing packing, padding-free, no checkpointing.
+- ``stage1``    the stage-1 nano config: best-fit-decreasing packing into rows of ``--pack-length`` tokens, our
+  PackedRowsCollator (rows stay separate, block-diagonal attention per row), no checkpointing.
 """
 
 from __future__ import annotations
@@ -27,9 +28,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def run_variant(name: str, model_dir: str, dataset, steps: int, seqs_per_step: int) -> dict:
+class CountingCollator:
+    """Counts the real (non-padding) tokens of every batch it collates: the "useful tokens" of the benchmark."""
+
+    def __init__(self, inner):
+        self.inner, self.tokens = inner, 0
+
+    def __call__(self, examples):
+        self.tokens += sum(len(e["input_ids"]) for e in examples)
+        return self.inner(examples)
+
+
+def run_variant(name: str, model_dir: str, dataset, steps: int, seqs_per_step: int, pack_length: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
+
+    from stages.packing import PackedRowsCollator
 
     common = dict(output_dir=f"/tmp/bench_sft_{name}", use_cpu=True, bf16=False, max_steps=steps, report_to="none",
                   logging_steps=steps, save_strategy="no", assistant_only_loss=True, max_length=1024,
@@ -38,17 +52,21 @@ def run_variant(name: str, model_dir: str, dataset, steps: int, seqs_per_step: i
         args = SFTConfig(**common, per_device_train_batch_size=seqs_per_step)
     elif name == "no_ckpt":
         args = SFTConfig(**common, per_device_train_batch_size=seqs_per_step, activation_checkpointing=False)
-    else:  # stage1: packed rows of up to max_length tokens hold ~3.7 of these sequences each
-        args = SFTConfig(**common, packing=True, per_device_train_batch_size=max(1, round(seqs_per_step / 3.7)),
-                         activation_checkpointing=False)
+    else:  # stage1: packed rows of `pack_length` tokens; an example is ~270 tokens
+        common["max_length"] = pack_length
+        rows = max(1, round(seqs_per_step * 270 / pack_length))
+        args = SFTConfig(**common, packing=True, per_device_train_batch_size=rows, activation_checkpointing=False)
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     t0 = time.time()
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok)
+    if name == "stage1":  # what stages/sft.py does with packing on sdpa
+        trainer.data_collator = PackedRowsCollator(tok.pad_token_id)
+    trainer.data_collator = counter = CountingCollator(trainer.data_collator)
     prep = time.time() - t0
     out = trainer.train()
     runtime = out.metrics["train_runtime"]
-    tokens = [r["num_tokens"] for r in trainer.state.log_history if "num_tokens" in r][-1]
+    tokens = counter.tokens
     return {"variant": name, "useful_tokens": int(tokens), "train_seconds": round(runtime, 2),
             "prep_seconds": round(prep, 2), "tokens_per_s": round(tokens / runtime),
             "tokens_per_s_with_prep": round(tokens / (runtime + prep))}
@@ -62,6 +80,7 @@ def main() -> None:
     ap.add_argument("--seqs-per-step", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pack-length", type=int, default=512, help="packed row length (the stage's max_length)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     a = ap.parse_args()
 
@@ -74,7 +93,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {"baseline": [], "no_ckpt": [], "stage1": []}
     for r in range(a.rounds):
         for name in results:
-            res = run_variant(name, a.model, data, a.steps, a.seqs_per_step)
+            res = run_variant(name, a.model, data, a.steps, a.seqs_per_step, a.pack_length)
             results[name].append(res)
             print(f"round {r + 1} {name:<9} {res['tokens_per_s']:>7} useful tok/s "
                   f"({res['useful_tokens']} tokens in {res['train_seconds']} s; prep {res['prep_seconds']} s)",

@@ -32,20 +32,23 @@ def _think_block(text: str) -> tuple[str, str] | None:
     return thinking, answer
 
 
-def think_format(completions: list[Any], **columns: Any) -> list[float]:
+def think_format(completions: list[Any], *, require_think: bool = False, **columns: Any) -> list[float]:
     """1.0 for a well-formed completion, else 0.0.
 
     Well-formed: at most one think block; if there is one it opens the completion and is closed; after it
-    comes a non-empty answer. An empty think block (``/no_think`` style) is well-formed.
+    comes a non-empty answer. An empty think block (``/no_think`` style) is well-formed. With
+    ``require_think=True`` a completion without a think block is not (Qwen3's format always has one).
 
     >>> think_format(["<think>\\nadd\\n</think>\\n\\n4", "<think>\\nadd", "<think></think>", "4"])
     [1.0, 0.0, 0.0, 1.0]
+    >>> think_format(["4"], require_think=True)
+    [0.0]
     """
     scores = []
     for completion in completions:
         text = completion_text(completion)
         if THINK_OPEN not in text and THINK_CLOSE not in text:
-            scores.append(float(bool(text.strip())))
+            scores.append(float(bool(text.strip()) and not require_think))
             continue
         block = _think_block(text)
         scores.append(float(block is not None and bool(block[1].strip())))

@@ -156,6 +156,7 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; a stage's files are meant to be read by others
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False, default=str)
@@ -166,6 +167,17 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def begin_stage(output_dir: str, threads: int, tag: str) -> Path | None:
+    """The checked output dir of a stage about to run, or None when it is already complete (and says so)."""
+    out = Path(output_dir)
+    if is_complete(out):
+        print(f"[{tag}] {out} is complete (stage.json exists); nothing to do. Delete it or set output_dir to rerun.")
+        return None
+    check_writable(out, "output_dir")
+    set_threads(threads)
+    return out
 
 
 def is_complete(stage_dir: str | Path) -> bool:

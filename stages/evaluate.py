@@ -63,7 +63,7 @@ def evaluate(model, tokenizer, settings: EvalSettings, seed: int = 0) -> dict:
     if "solution" not in ds.column_names:
         raise ValueError(f"eval.data ({settings.data.name}): needs a 'solution' column with gold answers")
     prompts = [[m for m in msgs if m["role"] != "assistant"] for msgs in ds["messages"]]
-    verify, well_formed = get_reward(settings.verifier), get_reward("think_format")
+    verify, well_formed = get_reward(settings.verifier), get_reward("think_format", require_think=True)
     results = {}
     for mode in settings.modes:
         t0 = time.time()

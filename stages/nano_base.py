@@ -140,10 +140,14 @@ def build_tokenizer(settings: TokenizerSettings, seed: int):
         show_progress=False,
     )
     tok.train_from_iterator(tokenizer_corpus(settings, seed), trainer=trainer)
+    # The trainer reserves the first ids for all these tokens but marks them all special. Think/tool tags are
+    # ordinary added tokens in Qwen3 (decoding with skip_special_tokens keeps them): unmark them.
+    spec = json.loads(tok.to_str())
+    for added in spec["added_tokens"]:
+        added["special"] = added["content"] in SPECIAL_TOKENS
+    tok = Tokenizer.from_str(json.dumps(spec))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN)
     fast.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:2]})  # <|im_start|>
-    # Think/tool tags stay ordinary (non-special) added tokens, as in Qwen3: decoding keeps them.
-    fast.add_tokens(TAG_TOKENS, special_tokens=False)
     fast.chat_template = CHAT_TEMPLATE
     fast.model_max_length = 4096
     fast.padding_side = "left"  # generation pads on the left; trainers set their own side

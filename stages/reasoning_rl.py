@@ -19,15 +19,13 @@ from typing import Any
 from stages.common import (
     ModelSettings,
     RecipeSpec,
+    begin_stage,
     build_data,
-    check_writable,
     finish_stage,
-    is_complete,
     load_model,
     load_tokenizer,
     lora_config,
     save_and_reload,
-    set_threads,
     train_resumable,
     trainer_defaults,
 )
@@ -92,12 +90,9 @@ def main(cfg: ReasoningRLConfig) -> Path:
 
     from stages.dynamic_sampling import DynamicSamplingGRPOTrainer
 
-    out = Path(cfg.output_dir)
-    if is_complete(out):
-        print(f"[rl] {out} is complete (stage.json exists); nothing to do. Delete it or set output_dir to rerun.")
-        return out
-    check_writable(out, "output_dir")
-    set_threads(cfg.threads)
+    out = begin_stage(cfg.output_dir, cfg.threads, "rl")
+    if out is None:
+        return Path(cfg.output_dir)
     t_start = time.time()
     reward_funcs, weights = build_rewards(cfg.rewards)
     args = build_trainer_args(GRPOConfig, trainer_defaults(cfg.trainer), "", output_dir=str(out / "checkpoints"),

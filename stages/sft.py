@@ -21,16 +21,14 @@ from data_recipes.filters import FilterSettings, apply_filters
 from stages.common import (
     ModelSettings,
     RecipeSpec,
+    begin_stage,
     build_data,
-    check_writable,
     finish_stage,
-    is_complete,
     is_moe,
     load_model,
     load_tokenizer,
     lora_config,
     save_and_reload,
-    set_threads,
     train_resumable,
     trainer_defaults,
     write_json_atomic,
@@ -60,12 +58,9 @@ class SFTStageConfig:
 def main(cfg: SFTStageConfig) -> Path:
     from trl import SFTConfig, SFTTrainer
 
-    out = Path(cfg.output_dir)
-    if is_complete(out):
-        print(f"[sft] {out} is complete (stage.json exists); nothing to do. Delete it or set output_dir to rerun.")
-        return out
-    check_writable(out, "output_dir")
-    set_threads(cfg.threads)
+    out = begin_stage(cfg.output_dir, cfg.threads, "sft")
+    if out is None:
+        return Path(cfg.output_dir)
     t_start = time.time()
     args = build_trainer_args(SFTConfig, trainer_defaults(cfg.trainer), "", output_dir=str(out / "checkpoints"),
                               seed=cfg.seed, max_length=cfg.model.max_length)

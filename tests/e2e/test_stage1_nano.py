@@ -23,9 +23,8 @@ def test_make_stage1_trains_the_nano_default_to_target_accuracy(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert f"[sft] done: {out}" in res.stdout
     record = json.loads((out / "stage.json").read_text())
-    think, no_think = record["metrics"]["eval"]["think"], record["metrics"]["eval"]["no_think"]
+    think = record["metrics"]["eval"]["think"]
     assert think["accuracy"] >= 0.30, think  # the stage-1 target on held-out multi-step problems
     assert think["well_formed"] >= 0.9, think
-    assert no_think["accuracy"] < think["accuracy"]  # thinking is what solves the task
     losses = [r["loss"] for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "loss" in r]
     assert losses[-1] < losses[0]

@@ -22,7 +22,7 @@ def rollout(n_rows, p_len, c_len, adv):
 
 
 def test_groups_with_all_equal_rewards_are_not_informative():
-    adv = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.5, -0.5, 0.0, 0.0, 1e-3, 0.0, 0.0, 0.0])
+    adv = torch.tensor([1e-12, -1e-12, 0.0, 0.0, 0.5, -0.5, 0.0, 0.0, 1e-3, 0.0, 0.0, 0.0])
     assert informative_groups(adv, 4).tolist() == [False, True, True]
     with pytest.raises(ValueError, match="groups of 4"):
         informative_groups(torch.zeros(6), 4)

@@ -33,8 +33,8 @@ def always_varied(completions, **kwargs):
 def test_grpo_with_dynamic_sampling_trains_and_writes_the_stage(tmp_path, tiny_moe_dir):
     from transformers import AutoModelForCausalLM
 
-    out = reasoning_rl.main(config(tmp_path, tiny_moe_dir, "rewards=[{name: tests.stages.test_reasoning_rl:always_varied}]",
-                                   "trainer.learning_rate=1e-2"))
+    varied = "rewards=[{name: tests.stages.test_reasoning_rl:always_varied}]"
+    out = reasoning_rl.main(config(tmp_path, tiny_moe_dir, varied, "trainer.learning_rate=1e-2"))
     record = json.loads((out / STAGE_FILE).read_text())
     assert record["stage"] == "reasoning_rl" and record["metrics"]["train"]["steps"] == 2
     assert len(record["metrics"]["train"]["reward_curve"]) == 2

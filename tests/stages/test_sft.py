@@ -109,3 +109,38 @@ def test_all_rows_filtered_out_is_a_clear_error(tmp_path, tiny_moe_dir):
         sft.main(config(tmp_path, tiny_moe_dir, "data.0.name=local_file",
                         f"data.0.kwargs={{path: {data}, solution_column: gold}}"))
     assert not (tmp_path / "out" / STAGE_FILE).exists()
+
+
+def test_qwen3_lora_config_runs_on_local_stand_ins(tmp_path, tiny_dense_dir):
+    """The real-model job (Qwen3-0.6B preset, LoRA on every linear layer, hub dataset with a messages column),
+    with a local dense stand-in for the weights and a local folder standing in for the hub dataset."""
+    repo = tmp_path / "hub" / "open-r1__stand-in"
+    (repo / "data").mkdir(parents=True)
+    def row(i):
+        reply = f"<think>\n{i} + 2 = {i + 2}\n</think>\n\n\\boxed{{{i + 2}}}"
+        return {"messages": [{"role": "user", "content": f"What is {i} + 2?"},
+                             {"role": "assistant", "content": reply}], "answer": str(i + 2)}
+
+    rows = [row(i) for i in range(20)]
+    (repo / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(sft.SFTStageConfig, REPO / "configs" / "stage1_sft" / "qwen3-0.6b-lora.yaml", [
+        f"output_dir={tmp_path / 'out'}", f"model.name_or_path={tiny_dense_dir}", "model.dtype=float32",
+        "model.max_length=256", "threads=1", f"data.0.kwargs.name={repo}", "data.0.kwargs.config=null",
+        "eval.data={name: arithmetic, kwargs: {n: 2, split: eval}}", "eval.sampling={max_new_tokens: 8}",
+        "trainer.bf16=false", "trainer.use_cpu=true", "trainer.max_steps=2", "trainer.activation_checkpointing=false"])
+    assert cfg.model.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                             "down_proj"]
+    out = sft.main(cfg)
+    record = json.loads((out / STAGE_FILE).read_text())
+    assert record["data"]["rows"] == 20 and record["config"]["model"]["lora"]["r"] == 32
+    before, after = weights(tiny_dense_dir), weights(out)
+    assert any("gate_proj" in k and not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_hub_model_id_while_offline_is_one_clear_error(tmp_path, monkeypatch):
+    from stages.common import resolve_model_path
+    from stages.config import ConfigError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="hub model 'Qwen/Qwen3-0.6B' is not in the local cache"):
+        resolve_model_path("Qwen/Qwen3-0.6B")
