@@ -18,6 +18,11 @@ MODULES = [
     "rewards.format",
     "rewards.code",
     "rewards.sandbox",
+    "rewards.ifeval_checks",
+    "rewards.instruction",
+    "rewards.text",
+    "rewards.tools",
+    "rewards.model_based",
 ]
 
 
