@@ -241,8 +241,8 @@ def trace(op: str, a: int, b: int) -> list[str]:
 
 # ---------------------------------------------------------------- rendering
 
-def render(problem: Problem, rng: random.Random) -> tuple[str, str, str]:
-    """(question, thinking, answer) for a problem, with story words drawn from ``rng``."""
+def render(problem: Problem, rng: random.Random) -> tuple[str, str, str, str]:
+    """(question, thinking, answer, direct answer) for a problem, with story words drawn from ``rng``."""
     name, items = rng.choice(NAMES), rng.choice(ITEMS)
     fill = {"name": name, "items": items}
     sentences = [rng.choice(OPENINGS).format(n=problem.start, **fill)]
@@ -257,7 +257,22 @@ def render(problem: Problem, rng: random.Random) -> tuple[str, str, str]:
         v = apply(op, v, a)
     think.append(f"So {name} has {v} {items}.")
     answer = f"{name} has {v} {items} now. The answer is \\boxed{{{v}}}."
-    return question, "\n".join(think), answer
+    return question, "\n".join(think), answer, direct_answer(problem, name, items)
+
+
+def direct_answer(problem: Problem, name: str, items: str) -> str:
+    """A non-thinking answer: one line per operation with its result, no digit-by-digit working.
+
+    Qwen3's non-thinking mode still shows short working for math; what it drops is the long deliberation. The
+    result of each line must now be produced in one go, so this mode is measurably less accurate than thinking
+    (the point of having both).
+    """
+    lines, v = [], problem.start
+    for op, a in problem.ops:
+        w = apply(op, v, a)
+        lines.append(f"{v} {SYMBOL[op]} {a} = {w}.")
+        v = w
+    return " ".join(lines) + f" {name} has {v} {items} now. The answer is \\boxed{{{v}}}."
 
 
 def build(
@@ -267,6 +282,7 @@ def build(
     split: str = "train",
     eval_fraction: float = 0.05,
     avoid: list[dict] | None = None,
+    answer_style: str = "think",
 ) -> Dataset:
     """Build ``n`` distinct problems of one split as a chat dataset.
 
@@ -274,7 +290,11 @@ def build(
     turn alone, for RL and evaluation), ``solution`` (the gold, ``\\boxed{…}``), ``answer`` (int), ``task``,
     ``difficulty``, ``n_ops``, ``signature``. ``avoid`` lists the arguments of other builds whose problems must
     not appear here (e.g. stage 2 avoids stage 1's training problems: ``avoid=[{"n": 4000, "seed": 0}]``).
+    ``answer_style="direct"`` gives non-thinking answers (empty think block, short working; see
+    :func:`direct_answer`) for stage 3's fused data.
     """
+    if answer_style not in ("think", "direct"):
+        raise ValueError(f"answer_style must be 'think' or 'direct', got {answer_style!r}")
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     if n <= 0:
@@ -294,11 +314,12 @@ def build(
         if sig in seen or is_eval(sig, eval_fraction) != want_eval:
             continue
         seen.add(sig)
-        question, think, answer = render(p, rng)
+        question, think, answer, direct = render(p, rng)
         rows.append({
             "messages": [
                 {"role": "user", "content": question},
-                {"role": "assistant", "content": f"<think>\n{think}\n</think>\n\n{answer}"},
+                {"role": "assistant", "content": f"<think>\n{think}\n</think>\n\n{answer}" if answer_style == "think"
+                 else f"<think>\n\n</think>\n\n{direct}"},
             ],
             "prompt": [{"role": "user", "content": question}],
             "solution": f"\\boxed{{{p.answer}}}",

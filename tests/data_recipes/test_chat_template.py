@@ -75,6 +75,17 @@ def test_assistant_mask_covers_exactly_the_assistant_output_and_im_end(tok):
     assert trained == "<think>\nt\n</think>\n\nA<|im_end|>"
 
 
+def test_multi_turn_dialog_trains_only_the_reply_to_the_last_query(tok):
+    # History turns are rendered without their reasoning (as at inference); training on them would teach the
+    # model to answer a /think question with no think block, so they are context only.
+    msgs = [{"role": "user", "content": "q1 /no_think"}, {"role": "assistant", "content": "<think>\n\n</think>\n\nA1"},
+            {"role": "user", "content": "q2"}, {"role": "assistant", "content": "<think>\nt\n</think>\n\nA2"}]
+    out = tok.apply_chat_template(msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    trained = tok.decode([i for i, m in zip(out["input_ids"], out["assistant_masks"]) if m])
+    assert trained == "<think>\nt\n</think>\n\nA2<|im_end|>"
+    assert "<|im_start|>assistant\nA1<|im_end|>" in tok.decode(out["input_ids"])
+
+
 def test_tokenizer_without_generation_markers_is_rejected(tok):
     import copy
 
