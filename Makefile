@@ -9,6 +9,7 @@ TORCH_INDEX ?=
 CONFIG ?=
 STAGE1_CONFIG := configs/stage1_sft/nano.yaml
 STAGE2_CONFIG := configs/stage2_grpo/nano.yaml
+STAGE3_CONFIG := configs/stage3_fusion/nano.yaml
 EVAL_CONFIG ?= configs/eval/nano.yaml
 MODEL ?= runs/nano/01_sft
 ARGS ?=
@@ -18,14 +19,16 @@ THREADS ?= 2
 export OMP_NUM_THREADS ?= $(THREADS)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup nano-base stage1 stage2 eval test test-e2e lint bench-sft
+.PHONY: help setup nano-base stage1 stage2 stage3 eval chat test test-e2e lint bench-sft
 
 help:
 	@echo "make setup        create $(VENV) (CPU torch first) and install posttrain with dev tools"
 	@echo "make nano-base    rebuild the shipped nano Qwen3-MoE base ($(NANO_BASE)), ~35 min on 2 cores"
 	@echo "make stage1       stage 1, long-CoT SFT (CONFIG=$(STAGE1_CONFIG) ARGS='key=value ...')"
 	@echo "make stage2       stage 2, reasoning RL with GRPO (CONFIG=$(STAGE2_CONFIG); needs stage 1's output)"
+	@echo "make stage3       stage 3, thinking-mode fusion (CONFIG=$(STAGE3_CONFIG); needs stage 2's output)"
 	@echo "make eval         evaluate a model dir (MODEL=$(MODEL))"
+	@echo "make chat         chat with a model dir in the terminal (MODEL=$(MODEL) ARGS='--thinking-budget 64 ...')"
 	@echo "make test         the default test suite (fast; what CI and the README run)"
 	@echo "make test-e2e     the slow end-to-end tests (real training runs)"
 	@echo "make lint         ruff"
@@ -53,6 +56,9 @@ stage1: setup
 eval: setup
 	$(BIN)/python -m stages.evaluate --config $(EVAL_CONFIG) model.name_or_path=$(MODEL) $(ARGS)
 
+chat: setup
+	$(BIN)/python -m stages.chat --model $(MODEL) $(ARGS)
+
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 
@@ -67,3 +73,6 @@ bench-sft: setup
 
 stage2: setup
 	$(BIN)/python -m stages.reasoning_rl --config $(or $(CONFIG),$(STAGE2_CONFIG)) $(ARGS)
+
+stage3: setup
+	$(BIN)/python -m stages.thinking_fusion --config $(or $(CONFIG),$(STAGE3_CONFIG)) $(ARGS)

@@ -25,6 +25,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rewards.format import prompt_mode
+
 FLAGS = {"think": "/think", "no_think": "/no_think"}
 MODES = tuple(FLAGS)
 
@@ -65,20 +67,9 @@ def mode_of(content: str) -> str:
     return "no_think" if sep and not head.replace("<think>", "").strip() else "think"
 
 
-def last_flag(messages: list[dict]) -> str | None:
-    """The mode set by the last ``/think`` or ``/no_think`` in user or system messages (None: no flag yet)."""
-    flag = None
-    for m in messages:
-        if m["role"] in ("user", "system"):
-            for word in m["content"].split():
-                if word in ("/think", "/no_think"):
-                    flag = word.lstrip("/")
-    return flag
-
-
 def expected_mode(messages: list[dict]) -> str:
-    """The mode the next reply must use: the last flag seen; thinking when there is none."""
-    return last_flag(messages) or "think"
+    """The mode the next reply must use: the last flag in a user or system message; thinking when there is none."""
+    return prompt_mode(messages) or "think"
 
 
 def with_flag(question: str, mode: str | None) -> str:

@@ -205,6 +205,15 @@ def publish_dir(tmp_dir: Path, final_dir: Path) -> None:
     os.replace(tmp_dir, final_dir)
 
 
+def require_finished_input(name_or_path: str, key: str) -> None:
+    """A local stage dir given as input must be finished: one that crashed after saving its weights (no
+    ``stage.json`` yet) would otherwise load fine and silently start the next stage from a half-done model."""
+    path = Path(name_or_path)
+    if path.is_dir() and not is_complete(path) and any(
+            (path / marker).exists() for marker in ("train_log.jsonl", "checkpoints", "data_report.json")):
+        raise ConfigError(f"{key}: {path} is not a finished stage (no {STAGE_FILE}); rerun the stage that writes it")
+
+
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -236,8 +245,10 @@ def load_tokenizer(name_or_path: str, key: str = "model.name_or_path"):
     from data_recipes.chat_template import CHAT_TEMPLATE, check_tokenizer
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path, key))
-    if not tok.chat_template or "generation" not in tok.chat_template:
-        # Real Qwen3 checkpoints ship a template without generation markers; ours renders the same text.
+    if not tok.chat_template or "generation" not in tok.chat_template or \
+            tok.chat_template.startswith("{#- posttrain's chat template"):
+        # Real Qwen3 checkpoints ship a template without generation markers; ours renders the same text. Dirs
+        # written by an older posttrain get the current one (same text, newer loss masking).
         tok.chat_template = CHAT_TEMPLATE
     check_tokenizer(tok, f"{key} {name_or_path!r}")
     return tok

@@ -84,6 +84,120 @@ def evaluate(model, tokenizer, settings: EvalSettings, seed: int = 0) -> dict:
     return results
 
 
+@dataclass
+class FollowSettings:
+    """ThinkFollow: does the model obey the last /think or /no_think flag? Held-out questions, the model decides
+    by itself (no prefilled think block), and in dialogs its own earlier replies are the history."""
+
+    data: list[RecipeSpec] = field(default_factory=lambda: [RecipeSpec(
+        name="arithmetic", kwargs={"n": 120, "seed": 0, "difficulty": 2, "split": "eval"})])
+    single_turn: int = 150  # prompts, cycling through /think, /no_think and no flag; flags in user or system
+    dialogs: int = 40
+    max_turns: int = 3  # dialog turns; each user turn carries a random flag or none
+    max_new_tokens: int = 512
+    batch_size: int = 100
+
+
+def think_follow(model, tokenizer, settings: FollowSettings, seed: int = 0) -> dict:
+    """Share of replies whose think block obeys the last flag (empty under /no_think, non-empty otherwise)."""
+    import random
+
+    from data_recipes.fusion import FLAGS, expected_mode, with_flag
+    from rewards import get_reward
+
+    ds = build_data(settings.data, seed, key="eval.follow.data")
+    questions = [next(m["content"] for m in msgs if m["role"] == "user") for msgs in ds["messages"]]
+    rng = random.Random(f"think_follow/{seed}")
+    complies = get_reward("mode_compliance")
+    sampling = SamplingSettings(do_sample=False, max_new_tokens=settings.max_new_tokens)
+
+    def reply(convs: list[list[dict]]) -> list[float]:
+        texts = generate(model, tokenizer, convs, enable_thinking=True, sampling=sampling,
+                         batch_size=settings.batch_size)
+        modes = [expected_mode(c) for c in convs]
+        for conv, text in zip(convs, texts):
+            conv.append({"role": "assistant", "content": text})
+        return complies(texts, mode=modes)
+
+    single, kinds = [], []
+    for i in range(settings.single_turn):
+        flag = (*FLAGS, None)[i % 3]
+        q = questions[i % len(questions)]
+        if flag and rng.random() < 0.5:
+            conv = [{"role": "system", "content": FLAGS[flag]}, {"role": "user", "content": q}]
+        else:
+            conv = [{"role": "user", "content": with_flag(q, flag)}]
+        single.append(conv)
+        kinds.append(flag or "none")
+    single_scores = reply(single)
+    dialogs = [[] for _ in range(settings.dialogs)]
+    turn_scores = []
+    for _ in range(settings.max_turns):
+        for conv in dialogs:
+            flag = rng.choice([*FLAGS, None])
+            conv.append({"role": "user", "content": with_flag(rng.choice(questions), flag)})
+        turn_scores += reply(dialogs)
+    by_kind = {k: [s for s, kk in zip(single_scores, kinds) if kk == k] for k in ("think", "no_think", "none")}
+    every = single_scores + turn_scores
+    return {
+        "think_follow": round(sum(every) / len(every), 4),
+        "single_turn": {k: round(sum(v) / len(v), 4) for k, v in by_kind.items() if v},
+        "multi_turn": round(sum(turn_scores) / len(turn_scores), 4) if turn_scores else None,
+        "turns_judged": len(every),
+    }
+
+
+def budget_curve(model, tokenizer, settings: EvalSettings, budgets: list[int | None], seed: int = 0) -> list[dict]:
+    """Thinking-mode accuracy when thinking is cut at each budget (None = unlimited), on the eval rows."""
+    from rewards import get_reward
+
+    ds = build_data([settings.data], seed, key="eval.data")
+    prompts = [[m for m in msgs if m["role"] != "assistant"] for msgs in ds["messages"]]
+    verify = get_reward(settings.verifier)
+    rows = []
+    for budget in budgets:
+        t0 = time.time()
+        texts = generate(model, tokenizer, prompts, enable_thinking=True, thinking_budget=budget,
+                         sampling=settings.sampling, batch_size=settings.batch_size)
+        scores = [s for s in verify(texts, solution=list(ds["solution"]), prompts=prompts) if s is not None]
+        thinking = [len(tokenizer(t.split("</think>")[0], add_special_tokens=False)["input_ids"]) for t in texts]
+        rows.append({"budget": budget, "accuracy": round(sum(scores) / max(1, len(scores)), 4),
+                     "mean_thinking_tokens": round(sum(thinking) / len(thinking), 1), "n": len(texts),
+                     "seconds": round(time.time() - t0, 1)})
+    return rows
+
+
+def plot_budget_curve(rows: list[dict], path: Path, title: str) -> None:
+    """Accuracy vs thinking budget as a PNG (unlimited drawn as a dashed line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finite = [r for r in rows if r["budget"] is not None]
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    ax.plot([r["budget"] for r in finite], [r["accuracy"] for r in finite], marker="o", label="budget")
+    for r in rows:
+        if r["budget"] is None:
+            ax.axhline(r["accuracy"], linestyle="--", color="grey", label="unlimited")
+    ax.set_xlabel("thinking budget (tokens)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def format_budget_table(rows: list[dict]) -> str:
+    lines = ["| thinking budget | accuracy | mean thinking tokens |", "|---|---|---|"]
+    lines += [f"| {'unlimited' if r['budget'] is None else r['budget']} | {r['accuracy']:.3f} | "
+              f"{r['mean_thinking_tokens']} |" for r in rows]
+    return "\n".join(lines)
+
+
 def format_table(results: dict, title: str = "") -> str:
     lines = [title] if title else []
     lines.append(f"{'mode':<10}{'accuracy':>10}{'well-formed':>13}{'mean tokens':>13}{'n':>6}")

@@ -25,6 +25,7 @@ from stages.common import (
     load_model,
     load_tokenizer,
     lora_config,
+    require_finished_input,
     save_and_reload,
     train_resumable,
     trainer_defaults,
@@ -94,6 +95,7 @@ def main(cfg: ReasoningRLConfig) -> Path:
     if out is None:
         return Path(cfg.output_dir)
     t_start = time.time()
+    require_finished_input(cfg.model.name_or_path, "model.name_or_path")
     reward_funcs, weights = build_rewards(cfg.rewards)
     args = build_trainer_args(GRPOConfig, trainer_defaults(cfg.trainer), "", output_dir=str(out / "checkpoints"),
                               seed=cfg.seed, reward_weights=weights)

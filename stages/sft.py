@@ -56,7 +56,7 @@ class SFTStageConfig:
 
 
 def main(cfg: SFTStageConfig) -> Path:
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     out = begin_stage(cfg.output_dir, cfg.threads, "sft")
     if out is None:
@@ -82,15 +82,7 @@ def main(cfg: SFTStageConfig) -> Path:
         before = evaluate(model, tokenizer, cfg.eval, cfg.seed)
         print(format_table(before, "[sft] before training"), flush=True)
 
-    peft_config = lora_config(cfg.model.lora, model) if cfg.model.lora else None
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train.select_columns(["messages"]),
-                         processing_class=tokenizer, peft_config=peft_config)
-    if args.packing and cfg.model.attn_implementation != "flash_attention_2":
-        # TRL flattens a packed batch into one sequence (right for flash-attention varlen kernels only) and refuses
-        # a custom collator in its constructor; the dataloader is built at train(), so swap it here (packing.py).
-        trainer.data_collator = PackedRowsCollator(tokenizer.pad_token_id)
-    log, train_seconds = train_resumable(trainer, out, "sft")
-    model = save_and_reload(trainer, tokenizer, out, cfg.model)
+    model, trainer, log, train_seconds = train_sft(model, tokenizer, train, args, cfg.model, out, "sft")
     after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
     print(format_table(after, f"[sft] evaluation of {out}"), flush=True)
 
@@ -111,6 +103,22 @@ def main(cfg: SFTStageConfig) -> Path:
     })
     print(f"[sft] done: {out} ({time.time() - t_start:.0f} s)", flush=True)
     return out
+
+
+def train_sft(model, tokenizer, train, args, settings: ModelSettings, out: Path, tag: str):
+    """TRL's SFTTrainer on the ``messages`` rows (assistant-only loss, packing), resumable; the trained model is
+    saved to ``out`` and loaded back. Returns (model, trainer, log history, training seconds)."""
+    from trl import SFTTrainer
+
+    peft_config = lora_config(settings.lora, model) if settings.lora else None
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train.select_columns(["messages"]),
+                         processing_class=tokenizer, peft_config=peft_config)
+    if args.packing and settings.attn_implementation != "flash_attention_2":
+        # TRL flattens a packed batch into one sequence (right for flash-attention varlen kernels only) and refuses
+        # a custom collator in its constructor; the dataloader is built at train(), so swap it here (packing.py).
+        trainer.data_collator = PackedRowsCollator(tokenizer.pad_token_id)
+    log, seconds = train_resumable(trainer, out, tag)
+    return save_and_reload(trainer, tokenizer, out, settings), trainer, log, seconds
 
 
 def prepare_data(cfg: SFTStageConfig, tokenizer):
