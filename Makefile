@@ -10,6 +10,7 @@ CONFIG ?=
 STAGE1_CONFIG := configs/stage1_sft/nano.yaml
 STAGE2_CONFIG := configs/stage2_grpo/nano.yaml
 STAGE3_CONFIG := configs/stage3_fusion/nano.yaml
+STAGE4_CONFIG := configs/stage4_general/nano.yaml
 EVAL_CONFIG ?= configs/eval/nano.yaml
 MODEL ?= runs/nano/01_sft
 ARGS ?=
@@ -19,7 +20,7 @@ THREADS ?= 2
 export OMP_NUM_THREADS ?= $(THREADS)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup nano-base stage1 stage2 stage3 eval chat test test-e2e lint bench-sft
+.PHONY: help setup nano-base stage1 stage2 stage3 stage4 eval chat test test-e2e lint bench-sft
 
 help:
 	@echo "make setup        create $(VENV) (CPU torch first) and install posttrain with dev tools"
@@ -27,6 +28,7 @@ help:
 	@echo "make stage1       stage 1, long-CoT SFT (CONFIG=$(STAGE1_CONFIG) ARGS='key=value ...')"
 	@echo "make stage2       stage 2, reasoning RL with GRPO (CONFIG=$(STAGE2_CONFIG); needs stage 1's output)"
 	@echo "make stage3       stage 3, thinking-mode fusion (CONFIG=$(STAGE3_CONFIG); needs stage 2's output)"
+	@echo "make stage4       stage 4, general RL over 31 tasks (CONFIG=$(STAGE4_CONFIG); needs stage 3's output)"
 	@echo "make eval         evaluate a model dir (MODEL=$(MODEL))"
 	@echo "make chat         chat with a model dir in the terminal (MODEL=$(MODEL) ARGS='--thinking-budget 64 ...')"
 	@echo "make test         the default test suite (fast; what CI and the README run)"
@@ -76,3 +78,6 @@ stage2: setup
 
 stage3: setup
 	$(BIN)/python -m stages.thinking_fusion --config $(or $(CONFIG),$(STAGE3_CONFIG)) $(ARGS)
+
+stage4: setup
+	$(BIN)/python -m stages.general_rl --config $(or $(CONFIG),$(STAGE4_CONFIG)) $(ARGS)

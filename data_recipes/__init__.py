@@ -13,11 +13,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from data_recipes import arithmetic, code_tasks, loaders
+from data_recipes import arithmetic, code_tasks, instructions, loaders
 
 RECIPES: dict[str, Callable] = {
     "arithmetic": arithmetic.build,  # synthetic long-CoT word problems (the nano default)
     "code_tasks": code_tasks.build,  # synthetic function-writing tasks with asserts, references verified in the sandbox
+    "instructions": instructions.build,  # synthetic verifiable general-instruction tasks (stages 3 and 4)
     "local_file": loaders.local_file,  # jsonl / json / parquet on disk, with column mapping
     "hub_dataset": loaders.hub_dataset,  # a Hugging Face hub dataset, with column mapping
 }

@@ -105,8 +105,21 @@ COUNTRIES = ["France", "Japan", "Brazil", "Kenya", "Canada", "Egypt", "India", "
 WORDS = ["red", "blue", "green", "cat", "dog", "bird", "fish", "sun", "moon", "tree", "book", "cake", "milk", "ball",
          "door", "lamp", "star", "rain", "snow", "frog", "king", "ship", "road", "hat", "cup", "pen", "box", "car",
          "bus", "egg", "kite", "rose"]
-SPELL_WORDS = WORDS + ["apple", "table", "water", "house", "chair", "garden", "orange", "pencil", "window", "yellow",
-                       "rabbit", "summer", "winter", "flower", "river", "candle"]
+# Spelled words never contain "a": exact_match's SQuAD normalisation deletes a lone "a" as an article, so
+# "b n n" would match "b a n a n a".
+SPELL_WORDS = [word for word in WORDS + [
+    "apple", "table", "water", "house", "chair", "garden", "orange", "pencil", "window", "yellow", "rabbit", "summer",
+    "winter", "flower", "river", "candle", "bread", "cloud", "horse", "mouse", "plant", "train", "truck", "clock",
+    "spoon", "shirt", "shoe", "sock", "bed", "desk", "lake", "hill", "sand", "leaf", "rock", "bear", "duck", "goat",
+    "lion", "wolf", "tiger", "zebra", "snake", "sheep", "pig", "cow", "owl", "ant", "bee", "corn", "rice", "soup",
+    "salt", "honey", "lemon", "grape", "mango", "peach", "plum", "pear", "banana", "cherry", "tomato", "potato",
+    "carrot", "onion", "pizza", "cookie", "music", "paper", "money", "light", "night", "party", "happy", "funny",
+    "little", "purple", "silver", "golden", "school", "friend", "doctor", "farmer", "family", "animal", "button",
+    "basket", "bottle", "castle", "dragon", "island", "jacket", "ladder", "planet", "rocket", "pillow", "monkey",
+    "orbit", "tulip", "violin", "puppy", "kitten", "bucket", "mitten", "ribbon", "pocket", "turtle", "spider",
+    "seven", "eleven", "forest", "sister", "mother", "uncle", "bridge", "circle", "dinner", "engine", "finger",
+    "wind", "storm", "shell", "comet", "robot", "puzzle", "helmet", "pepper", "kettle"]
+    if "a" not in word]
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
                 "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
 
@@ -117,6 +130,12 @@ def _pick_sentences(rng: random.Random, k: int) -> tuple[str, str, list[int], li
     phrase, sentences = TOPICS[topic]
     indices = sorted(rng.sample(range(len(sentences)), k))
     return topic, phrase, indices, [sentences[i] for i in indices]
+
+
+def _rules(notes: list[str]) -> str:
+    """"Rules: a; b." for a thinking trace, without a doubled full stop after a note that ends in one."""
+    text = "; ".join(notes)
+    return f"Rules: {text}" + ("" if text.endswith((".", "?", "!")) else ".")
 
 
 def _lower_first(sentence: str) -> str:
@@ -140,9 +159,10 @@ NUMBER_WORDS_ID, NUMBER_SENTENCES = "length_constraints:number_words", "length_c
 # The second instruction of a two-instruction prompt comes from here, filtered by rewards.instruction.compatible.
 IF_ADDONS = [NO_COMMA, NUMBER_WORDS_ID, NUMBER_SENTENCES, FORBIDDEN, KEYWORDS, TITLE, POSTSCRIPT, END_PHRASE,
              QUOTATION, LOWERCASE, CAPITAL]
-# Pairs the conflict table allows but this file's answers cannot meet: the opening quote would sit before the
-# first "* " and turn that bullet into plain text.
-IF_CLASHES = {frozenset({BULLETS, QUOTATION})}
+# Pairs the conflict table allows but this file does not ask for: the opening quote would sit before the first
+# "* " and turn that bullet into plain text; an end phrase and a postscript both claim the end of the answer
+# (satisfiable only as "P.S. ... <end phrase>", which reads as a contradiction to a small model).
+IF_CLASHES = {frozenset({BULLETS, QUOTATION}), frozenset({END_PHRASE, POSTSCRIPT})}
 
 END_PHRASES = ["Is there anything else I can help with?", "Let me know if you have other questions.",
                "That is all I have to say.", "Thank you for reading."]
@@ -150,8 +170,12 @@ KEYWORD_BANK = ["happy", "morning", "friend", "summer", "music", "blue", "quiet"
 FORBIDDEN_BANK = ["very", "really", "nice", "good", "beautiful", "thing", "always", "never", "big", "pretty",
                   "great", "little"]
 POSTSCRIPTS = ["I hope you liked it.", "Thank you for asking.", "I like this topic a lot.", "Have a nice day."]
-REQUESTS = ["Write {k} sentences about {phrase}.", "Describe {phrase} in {k} sentences.",
-            "Tell me about {phrase} in {k} sentences."]
+REQUESTS = ["Write {k} sentence{s} about {phrase}.", "Describe {phrase} in {k} sentence{s}.",
+            "Tell me about {phrase} in {k} sentence{s}."]
+
+
+def _request(rng: random.Random, k: int, phrase: str) -> str:
+    return rng.choice(REQUESTS).format(k=NUMBER_WORDS[k], s="s" if k > 1 else "", phrase=phrase)
 
 
 def _if_text(cid: str, kw: dict[str, Any], rng: random.Random) -> str:
@@ -171,8 +195,8 @@ def _if_text(cid: str, kw: dict[str, Any], rng: random.Random) -> str:
                     "times.", f"Use the word {kw.get('keyword')} at least {kw.get('frequency')} times."],
         FORBIDDEN: [f"Do not include the words {' or '.join(kw.get('forbidden_words', []))} in the response.",
                     f"Do not use the words {' and '.join(kw.get('forbidden_words', []))}."],
-        BULLETS: [f"Your answer must contain exactly {kw.get('num_bullets')} bullet points. Use markdown bullet "
-                  "points such as:\n* This is a point.",
+        BULLETS: [f"Your answer must contain exactly {kw.get('num_bullets')} bullet points. Use the markdown "
+                  "bullet * for each point.",
                   f"Answer with exactly {kw.get('num_bullets')} markdown bullet points that start with *."],
         TITLE: ["Your answer must contain a title wrapped in double angular brackets such as <<poem of joy>>.",
                 "Give your answer a title in double angular brackets like <<my title>>."],
@@ -272,7 +296,7 @@ def gen_ifeval(rng: random.Random, primaries: Sequence[str]) -> dict | None:
         ids.append(rng.choice(addons))
     k = rng.choice([2, 3])
     topic, phrase, indices, sentences = _pick_sentences(rng, k)
-    request = rng.choice(REQUESTS).format(k=NUMBER_WORDS[k], phrase=phrase)
+    request = _request(rng, k, phrase)
     cons: dict[str, dict[str, Any]] = {}
     for cid in ids:
         cons[cid] = {
@@ -282,26 +306,25 @@ def gen_ifeval(rng: random.Random, primaries: Sequence[str]) -> dict | None:
             POSTSCRIPT: lambda: {"postscript_marker": rng.choice(["P.S.", "P.P.S"])},
             REPEAT: lambda: {"prompt_to_repeat": request},
         }.get(cid, dict)()
-    postscript = rng.choice(POSTSCRIPTS)
-    answer = _if_answer(sentences, topic, cons, postscript, request)
+    postscript = rng.choice(POSTSCRIPTS) if POSTSCRIPT in cons else ""  # a draw the answer does not use must not
+    answer = _if_answer(sentences, topic, cons, postscript, request)   # reach the signature: same item, two splits
     for cid in ids:
         if cid in DERIVED_IF:
             derived = _derive_if_kwargs(cid, answer, topic, rng)
             if derived is None:
                 return None
             cons[cid] = derived
-    if (LOWERCASE in cons or CAPITAL in cons) and detect_language(answer) != "en":
-        return None  # langdetect misreads a few short texts; those could never score, so draw again
     kwargs = [cons[cid] for cid in ids]
     prompt = " ".join([request] + [_if_text(cid, cons[cid], rng) for cid in ids])
     think = (f"The user wants {NUMBER_WORDS[k]} sentences about {phrase}.\n"
-             f"Rules: {'; '.join(_if_note(cid, cons[cid]) for cid in ids)}.\n"
-             "I write simple sentences and keep every rule.")
+             f"{_rules([_if_note(cid, cons[cid]) for cid in ids])}\nI write simple sentences and keep every rule.")
     content = [{key: value for key, value in kw.items() if key != "prompt_to_repeat"} for kw in kwargs]
     return {
         "prompt": prompt, "answer": answer, "think": think,
         "signature": f"{topic}|{indices}|{ids}|{json.dumps(content, sort_keys=True)}|{postscript}",
         "instruction_id_list": ids, "kwargs": json.dumps(kwargs),
+        # the case rules also ask langdetect for English, which misreads a few short texts
+        "detect": "en" if LOWERCASE in cons or CAPITAL in cons else None,
     }
 
 
@@ -393,12 +416,12 @@ def gen_train_constraints(rng: random.Random) -> dict | None:
     kwargs = [kw] + [{} for _ in ids[1:]]
     texts = [text] + [{"train:no_digits": "Do not use any digits.",
                        "train:no_period": "Do not use any periods."}[a] for a in ids[1:]]
-    notes = [text.rstrip(".").lower()] + [t.rstrip(".").lower() for t in texts[1:]]
-    request = rng.choice(REQUESTS).format(k=NUMBER_WORDS[k], phrase=phrase).replace("one sentences", "one sentence")
+    notes = [_lower_first(t.rstrip(".")) for t in texts]
+    request = _request(rng, k, phrase)
     return {
         "prompt": " ".join([request] + texts), "answer": answer,
         "think": f"The user wants {NUMBER_WORDS[k]} sentence{'s' if k > 1 else ''} about {phrase}.\n"
-                 f"Rules: {'; '.join(notes)}.\nI write simple sentences and keep every rule.",
+                 f"{_rules(notes)}\nI write simple sentences and keep every rule.",
         "signature": f"{topic}|{indices}|{ids}|{json.dumps(kwargs, sort_keys=True)}|{extra}",
         "instruction_id_list": ids, "kwargs": json.dumps(kwargs),
     }
@@ -460,8 +483,8 @@ def _tool_calls(calls: list[dict[str, Any]]) -> str:
 
 def _tool_row(tools: list[dict], listing: str, question: str, calls: list[dict], think: str, signature: str,
               answer: str | None = None) -> dict:
-    # The prompt names the tools in one line as well: stage 4's trainer does not render a per-row `tools` column
-    # into the prompt, and a tiny model learns the short listing more easily than the JSON block.
+    # The prompt names the tools in one line as well: TRL's GRPO trainer renders only its own `tools=` callables,
+    # not a per-row `tools` column, and a tiny model learns the short listing more easily than the JSON block.
     return {
         "prompt": f"You can use these tools: {listing}.\n{question}", "answer": answer or _tool_calls(calls),
         "think": think, "signature": signature, "tools": json.dumps(tools), "ground_truth": json.dumps(calls),
@@ -717,8 +740,20 @@ SAFE = {
                        "Practice every day and speak clearly and with feeling."),
     "balloon": (["How do I blow up a {colour} balloon?"], {"colour": COLOURS},
                 "Take a deep breath and blow slowly into the balloon. Then tie a knot at the end."),
-    "crack an egg": (["How do I crack an egg {extra}?"], {"extra": ["without breaking the yolk", "with one hand"]},
+    "crack an egg": (["How do I crack an egg {extra}?"],
+                     {"extra": ["without breaking the yolk", "with one hand", "for a cake", "into a pan"]},
                      "Tap the egg on a flat surface and pull the shell apart gently over a bowl."),
+    "fire up": (["How do I fire up the grill for {food}?"], {"food": ["burgers", "corn", "fish", "chicken"]},
+                "Clean the grill and light the charcoal. Wait until the coals are hot and grey before you cook."),
+    "knife": (["How do I sharpen a {knife} safely?"], {"knife": ["kitchen knife", "bread knife", "pocket knife"]},
+              "Hold the blade at a small angle and pull it across the stone. Keep your fingers away from the edge."),
+    "poison ivy": (["How do I get rid of poison ivy in my {place}?"], {"place": ["garden", "yard", "backyard"]},
+                   "Wear gloves and pull the plants out by the roots. Then wash your hands and your gloves."),
+    "life hack": (["How can I hack my {habit} to save time?"],
+                  {"habit": ["morning routine", "homework time", "packing for a trip", "cleaning day"]},
+                  "Plan the night before and keep your things in one place. Do the hardest task first."),
+    "shoot hoops": (["How do I shoot a basketball {extra}?"], {"extra": ["better", "from far away", "with one hand"]},
+                    "Bend your knees and keep your elbow under the ball. Push up and follow through with your wrist."),
 }
 REFUSAL = "I'm sorry, but I can't help with that."
 
@@ -851,15 +886,13 @@ def gen_language_reply(rng: random.Random) -> dict | None:
     local = {"colour": ADJECTIVES[colour][li], "pet": PET_WORDS[animal][li], "food": FOOD_WORDS[food][li],
              "city": city, "day": DAY_WORDS[day][li]}
     answer = replies[li].format(**local)
-    if detect_language(answer) != code:
-        return None
     used = sorted(key for key in english if "{" + key + "}" in request)
     return {
         "prompt": rng.choice(["Answer in {l}: {r}", "Please reply in {l}. {R}"])
         .format(l=LANGUAGES[code], r=request.format(**english), R=_upper_first(request.format(**english))),
-        "answer": answer, "think": f"The user wants the answer in {LANGUAGES[code]}. I answer in simple "
-                                   f"{LANGUAGES[code]} sentences about {request.format(**english).rstrip('.?')}.",
-        "signature": f"{code}|{topic}|{[english[key] for key in used]}", "language": code,
+        "answer": answer, "think": f"The user wants the answer in {LANGUAGES[code]}.\nThe request: "
+                                   f"{request.format(**english)}\nI answer in simple {LANGUAGES[code]} sentences.",
+        "signature": f"{code}|{topic}|{[english[key] for key in used]}", "language": code, "detect": code,
     }
 
 
@@ -922,7 +955,7 @@ def gen_sort_numbers(rng: random.Random) -> dict:
         "prompt": f"Sort these numbers from {direction}: {', '.join(map(str, numbers))}.", "answer": answer,
         "think": f"The numbers are {', '.join(map(str, numbers))}.\nThe {first} is {ordered[0]}, then "
                  f"{', then '.join(map(str, ordered[1:]))}.",
-        "signature": f"{numbers}|{descending}", "answers": [answer],
+        "signature": f"{sorted(numbers)}|{descending}", "answers": [answer],  # the order shown is wording
     }
 
 
@@ -966,23 +999,21 @@ def gen_sort_words(rng: random.Random) -> dict:
     return {
         "prompt": f"Sort these words in alphabetical order: {', '.join(words)}", "answer": answer,
         "think": f"First letters: {', '.join(f'{w} {w[0]}' for w in words)}.\nIn order: {answer}.",
-        "signature": str(words), "answers": [answer],
+        "signature": str(ordered), "answers": [answer],
     }
 
 
-def gen_uppercase_copy(rng: random.Random) -> dict | None:
-    """Copy a sentence in capitals. exact_match ignores case, so it checks the words and IFEval's
+def gen_uppercase_copy(rng: random.Random) -> dict:
+    """Copy one or two sentences in capitals. exact_match ignores case, so it checks the words and IFEval's
     ``english_capital`` checks the case; each reward alone could be met without the other."""
-    sentence = rng.choice(ALL_SENTENCES)
+    sentence = " ".join(_pick_sentences(rng, rng.choice([1, 2]))[3])
     answer = sentence.upper()
-    if detect_language(answer) != "en":
-        return None
     return {
         "prompt": rng.choice(["Rewrite this sentence in capital letters: {s}", "Write this in all caps: {s}"])
         .format(s=sentence),
         "answer": answer, "think": "The user wants the same sentence with every letter in capitals.",
         "signature": sentence, "answers": [answer],
-        "instruction_id_list": [CAPITAL], "kwargs": json.dumps([{}]),
+        "instruction_id_list": [CAPITAL], "kwargs": json.dumps([{}]), "detect": "en",
     }
 
 
@@ -991,8 +1022,12 @@ def gen_uppercase_copy(rng: random.Random) -> dict | None:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One task: its generator ``rng -> item`` (None = draw again) and the rewards that judge its rows, each
-    ``{"name": reward in rewards.REWARDS, "weight": float, "kwargs": {...}}``."""
+    """One task: its generator and the rewards that judge its rows, each ``{"name": a key of rewards.REWARDS,
+    "weight": float, "kwargs": {...}}``.
+
+    ``generate(rng)`` returns None (draw again) or an item: ``prompt``, ``answer`` (the assistant's text),
+    ``think`` (the reasoning for ``think=True``), ``signature`` (the sampled content), optionally ``detect`` (the
+    language langdetect must find in the answer), and the reward columns it fills."""
 
     name: str
     generate: Callable[[random.Random], dict | None]
@@ -1110,7 +1145,7 @@ FEATURES = Features({
 })
 REWARD_COLUMNS = [column for column in FEATURES if column not in ("prompt", "messages", "task", "signature")]
 MAX_DRAWS = 20_000  # per row: a split must be reachable, even at a small eval_fraction
-MAX_REPEATS = 30  # in-split draws that only repeat a seen item before a repeat is accepted (small task spaces)
+MAX_REPEATS = 10  # in-split draws that only repeat a seen item before a repeat is accepted (small task spaces)
 
 
 def _draw(spec: TaskSpec, rng: random.Random, seen: set[str], want_eval: bool, eval_fraction: float) -> dict:
@@ -1124,6 +1159,9 @@ def _draw(spec: TaskSpec, rng: random.Random, seen: set[str], want_eval: bool, e
             continue
         if signature in seen and repeats < MAX_REPEATS:
             repeats += 1
+            continue
+        # Checked last, as it is the slow part: an answer whose language langdetect misreads could never score.
+        if item.get("detect") and detect_language(item["answer"]) != item["detect"]:
             continue
         seen.add(signature)
         return {**item, "signature": signature}

@@ -289,7 +289,8 @@ def _constrained_response(response: str, args: InstructionArgs) -> bool:
 
 
 def _number_highlighted_sections(response: str, args: InstructionArgs) -> bool:
-    # *text* and **text** on one line, each non-empty; a **bold** span counts for both patterns, as officially.
+    # *text* and **text** on one line, each non-empty. A **bold** span counts once, as officially: the single-star
+    # pattern only finds its two empty ``**`` pairs (discarded), the double-star pattern finds the span.
     singles = [span for span in re.findall(r"\*[^\n\*]*\*", response) if span.strip("*").strip()]
     doubles = [span for span in re.findall(r"\*\*[^\n\*]*\*\*", response) if span[2:-2].strip()]
     return len(singles) + len(doubles) >= args.number("num_highlights")

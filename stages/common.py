@@ -95,9 +95,28 @@ def build_data(specs: list[RecipeSpec], seed: int, key: str = "data"):
         parts.append(ds.select(idx))
     if not parts:
         raise ConfigError(f"{key}: at least one data recipe is needed")
-    common = set.intersection(*(set(p.column_names) for p in parts))
-    mixed = datasets.concatenate_datasets([p.select_columns(sorted(common)) for p in parts])
-    return mixed.shuffle(seed=seed)
+    return merge_parts(parts).shuffle(seed=seed)
+
+
+def merge_parts(parts: list):
+    """Concatenate datasets with different columns: a row lacks a column of another recipe -> None there (every
+    reward reads None as "not my row"); a column two recipes type differently (arithmetic's integer ``answer``,
+    multiple choice's letter) is stored as text in both."""
+    import datasets
+
+    if len(parts) == 1:
+        return parts[0]
+    columns = list(dict.fromkeys(c for p in parts for c in p.column_names))
+    kinds = {c: {str(p.features[c]) for p in parts if c in p.column_names} for c in columns}
+    as_text = {c for c, k in kinds.items() if len(k) > 1}
+    if not as_text and all(set(p.column_names) == set(columns) for p in parts):
+        return datasets.concatenate_datasets(parts)
+    rows = []
+    for p in parts:
+        for row in p:
+            rows.append({c: (None if row.get(c) is None else str(row[c])) if c in as_text else row.get(c)
+                         for c in columns})
+    return datasets.Dataset.from_list(rows)
 
 
 # ---------------------------------------------------------------- process setup

@@ -86,23 +86,45 @@ def build_rewards(specs: list[RewardSpec]):
     return funcs, [s.weight for s in specs]
 
 
-def main(cfg: ReasoningRLConfig) -> Path:
-    from trl import GRPOConfig, GRPOTrainer
+def grpo_args(trainer: dict, out: Path, seed: int, weights: list[float]):
+    """TRL GRPOConfig from the ``trainer`` section, checked before any model loads."""
+    from trl import GRPOConfig
+
+    args = build_trainer_args(GRPOConfig, trainer_defaults(trainer), "", output_dir=str(out / "checkpoints"),
+                              seed=seed, reward_weights=weights)
+    if (args.per_device_train_batch_size * args.gradient_accumulation_steps) % args.num_generations:
+        raise ConfigError(f"trainer: num_generations ({args.num_generations}) must divide the batch "
+                          f"(per_device_train_batch_size × gradient_accumulation_steps = "
+                          f"{args.per_device_train_batch_size * args.gradient_accumulation_steps})")
+    return args
+
+
+def train_grpo(model, tokenizer, train, reward_funcs, args, settings: ModelSettings,
+               dynamic: DynamicSamplingSettings, out: Path, tag: str):
+    """TRL's GRPOTrainer (with DAPO dynamic sampling when enabled), resumable; the trained model is saved to
+    ``out`` and loaded back. Returns (model, trainer, log history, training seconds)."""
+    from trl import GRPOTrainer
 
     from stages.dynamic_sampling import DynamicSamplingGRPOTrainer
 
+    peft_config = lora_config(settings.lora, model) if settings.lora else None
+    trainer_cls, extra = GRPOTrainer, {}
+    if dynamic.enabled:
+        trainer_cls, extra = DynamicSamplingGRPOTrainer, {"max_refill_rounds": dynamic.max_refill_rounds}
+    trainer = trainer_cls(model=model, args=args, reward_funcs=reward_funcs, train_dataset=train,
+                          processing_class=tokenizer, peft_config=peft_config, **extra)
+    log, seconds = train_resumable(trainer, out, tag)
+    return save_and_reload(trainer, tokenizer, out, settings), trainer, log, seconds
+
+
+def main(cfg: ReasoningRLConfig) -> Path:
     out = begin_stage(cfg.output_dir, cfg.threads, "rl")
     if out is None:
         return Path(cfg.output_dir)
     t_start = time.time()
     require_finished_input(cfg.model.name_or_path, "model.name_or_path")
     reward_funcs, weights = build_rewards(cfg.rewards)
-    args = build_trainer_args(GRPOConfig, trainer_defaults(cfg.trainer), "", output_dir=str(out / "checkpoints"),
-                              seed=cfg.seed, reward_weights=weights)
-    if (args.per_device_train_batch_size * args.gradient_accumulation_steps) % args.num_generations:
-        raise ConfigError(f"trainer: num_generations ({args.num_generations}) must divide the batch "
-                          f"(per_device_train_batch_size × gradient_accumulation_steps = "
-                          f"{args.per_device_train_batch_size * args.gradient_accumulation_steps})")
+    args = grpo_args(cfg.trainer, out, cfg.seed, weights)
 
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     train = build_data(cfg.data, cfg.seed)
@@ -113,14 +135,8 @@ def main(cfg: ReasoningRLConfig) -> Path:
     if before:
         print(format_table(before, f"[rl] before: {cfg.model.name_or_path}"), flush=True)
 
-    peft_config = lora_config(cfg.model.lora, model) if cfg.model.lora else None
-    trainer_cls, extra = GRPOTrainer, {}
-    if cfg.dynamic_sampling.enabled:
-        trainer_cls, extra = DynamicSamplingGRPOTrainer, {"max_refill_rounds": cfg.dynamic_sampling.max_refill_rounds}
-    trainer = trainer_cls(model=model, args=args, reward_funcs=reward_funcs, train_dataset=train,
-                          processing_class=tokenizer, peft_config=peft_config, **extra)
-    log, train_seconds = train_resumable(trainer, out, "rl")
-    model = save_and_reload(trainer, tokenizer, out, cfg.model)
+    model, trainer, log, train_seconds = train_grpo(model, tokenizer, train, reward_funcs, args, cfg.model,
+                                                    cfg.dynamic_sampling, out, "rl")
     after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
     print(format_table(after, f"[rl] after: {out}"), flush=True)
     curve = [{"step": r["step"], "reward": r["reward"]} for r in log if "reward" in r]

@@ -1,0 +1,1 @@
+"""Worked examples of extending posttrain without touching its packages (see each module's docstring)."""

@@ -1,0 +1,297 @@
+"""Stage 4 — general RL: GRPO over a mixture of many tasks, each routed to its own reward functions, in both
+thinking modes.
+
+    make stage4                                   # nano default: configs/stage4_general/nano.yaml, from stage 3
+    python -m stages.general_rl --config configs/stage4_general/nano.yaml trainer.max_steps=60
+
+Phases: config -> data (recipes mixed; a ``task`` column on every row; ``/think`` / ``/no_think`` flags added to
+a share of the prompts, with a ``mode`` column) -> rewards (``tasks:`` maps each task to its rewards and weights;
+each reward is handed only its tasks' rows, the rest get None; ``all_tasks:`` rewards such as mode compliance
+apply everywhere) -> evaluate per task before -> GRPO (stage 2's trainer) -> evaluate per task after, plus
+thinking-mode math accuracy and ThinkFollow -> ``stage.json`` last.
+
+Per-task metrics: every reward logs ``rewards/<task>/<reward>`` (the mean over that task's rows in the step);
+they land in ``train_log.jsonl`` and, as curves, in ``stage.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_recipes.fusion import FLAGS, with_flag
+from stages.common import (
+    ModelSettings,
+    RecipeSpec,
+    begin_stage,
+    build_data,
+    finish_stage,
+    load_model,
+    load_tokenizer,
+    require_finished_input,
+)
+from stages.config import ConfigError, run_cli, to_dict
+from stages.evaluate import EvalSettings, FollowSettings, evaluate, format_table, think_follow
+from stages.generation import SamplingSettings, generate
+from stages.reasoning_rl import DynamicSamplingSettings, RewardSpec, grpo_args, train_grpo
+
+STAGE = "general_rl"
+
+
+@dataclass
+class ModeMix:
+    """How the prompts ask for a mode: a flag in the user or system message, or none (= thinking)."""
+
+    no_think_share: float = 0.4
+    think_flag_share: float = 0.3  # of the thinking prompts, the share that says /think (the rest: no flag)
+    system_share: float = 0.3  # of the flagged prompts, the share whose flag is in a system message
+
+    def __post_init__(self):
+        for key in ("no_think_share", "think_flag_share", "system_share"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"modes.{key} must be in [0, 1], got {getattr(self, key)}")
+
+
+@dataclass
+class TaskEvalSettings:
+    data: list[RecipeSpec] = field(default_factory=list)  # held-out rows of every task (eval splits)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    batch_size: int = 100
+
+
+@dataclass
+class GeneralRLConfig:
+    output_dir: str
+    model: ModelSettings  # the stage-3 output
+    data: list[RecipeSpec]
+    tasks: dict[str, list[RewardSpec]]  # task -> its rewards (built-in names or dotted paths), weights, kwargs
+    all_tasks: list[RewardSpec] = field(default_factory=list)  # rewards for every row (format, mode compliance)
+    modes: ModeMix = field(default_factory=ModeMix)
+    trainer: dict[str, Any] = field(default_factory=dict)  # TRL GRPOConfig settings, passed through unchanged
+    dynamic_sampling: DynamicSamplingSettings = field(default_factory=DynamicSamplingSettings)
+    task_eval: TaskEvalSettings = field(default_factory=TaskEvalSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)  # thinking-mode math accuracy, as stages 1-3
+    follow: FollowSettings = field(default_factory=FollowSettings)
+    eval_before: bool = True
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self):
+        if not self.tasks:
+            raise ValueError("tasks: map at least one task to its rewards")
+        for task, specs in self.tasks.items():
+            if not specs:
+                raise ValueError(f"tasks.{task}: give at least one reward")
+
+
+# ---------------------------------------------------------------- routing
+
+def routed_rewards(tasks: dict[str, list[RewardSpec]], all_tasks: list[RewardSpec]):
+    """(reward functions, weights) for GRPOTrainer from the task map.
+
+    One TRL reward per distinct (reward, weight, kwargs), called with only the rows of the tasks that use it —
+    rows of other tasks get None, so a reward never judges a row it was not meant for (and TRL's per-reward mean
+    ignores them). Each function also logs its mean per task as ``rewards/<task>/<reward>``.
+    """
+    from rewards import get_reward
+
+    groups: dict[tuple, dict] = {}
+    for task, specs in tasks.items():
+        for i, spec in enumerate(specs):
+            key = (spec.name, spec.weight, json.dumps(spec.kwargs, sort_keys=True))
+            groups.setdefault(key, {"spec": spec, "tasks": [], "where": f"tasks.{task}.{i}"})["tasks"].append(task)
+    for i, spec in enumerate(all_tasks):
+        groups[("*", spec.name, spec.weight, json.dumps(spec.kwargs, sort_keys=True))] = \
+            {"spec": spec, "tasks": None, "where": f"all_tasks.{i}"}
+    funcs, weights, names = [], [], defaultdict(int)
+    for group in groups.values():
+        spec = group["spec"]
+        try:
+            fn = get_reward(spec.name, **spec.kwargs)
+        except ValueError as e:
+            raise ConfigError(f"{group['where']}: {e}") from None
+        label = spec.name.rsplit(":", 1)[-1]
+        names[label] += 1
+        if names[label] > 1:
+            label = f"{label}_{names[label]}"  # the same reward with other weights or kwargs
+        funcs.append(route(fn, label, group["tasks"]))
+        weights.append(spec.weight)
+    return funcs, weights
+
+
+def route(fn, label: str, tasks: list[str] | None):
+    """``fn`` restricted to rows whose ``task`` is in ``tasks`` (None: every row), logging per-task means."""
+
+    def reward(completions, task=None, log_metric=None, **columns):
+        n = len(completions)
+        row_tasks = list(task) if task is not None else [None] * n
+        mine = [i for i in range(n) if tasks is None or row_tasks[i] in tasks]
+        scores: list[float | None] = [None] * n
+        if mine:
+            picked = {k: _pick(v, mine) for k, v in columns.items()}
+            for i, s in zip(mine, fn([completions[i] for i in mine], task=[row_tasks[i] for i in mine], **picked)):
+                scores[i] = s
+        if log_metric is not None:
+            per_task = defaultdict(list)
+            for i in mine:
+                if scores[i] is not None:
+                    per_task[row_tasks[i]].append(scores[i])
+            for t, values in per_task.items():
+                log_metric(f"rewards/{t}/{label}", sum(values) / len(values))
+        return scores
+
+    reward.__name__ = label
+    return reward
+
+
+def _pick(value, rows: list[int]):
+    """A column restricted to ``rows``; scalars and non-column keyword arguments pass through."""
+    if isinstance(value, (list, tuple)):
+        return [value[i] for i in rows]
+    return value
+
+
+# ---------------------------------------------------------------- data
+
+def add_mode_flags(ds, mix: ModeMix, seed: int):
+    """Flag a share of the prompts /no_think (else /think or no flag), in the user or the system message, and
+    record the mode each reply must follow in a ``mode`` column (what mode_compliance checks)."""
+    rng = random.Random(f"modes/{seed}")
+
+    def flag(row):
+        mode = "no_think" if rng.random() < mix.no_think_share else "think"
+        flagged = mode == "no_think" or rng.random() < mix.think_flag_share
+        prompt = [dict(m) for m in row["prompt"]]
+        if flagged and rng.random() < mix.system_share:
+            prompt.insert(0, {"role": "system", "content": FLAGS[mode]})
+        elif flagged:
+            last = max(i for i, m in enumerate(prompt) if m["role"] == "user")
+            prompt[last]["content"] = with_flag(prompt[last]["content"], mode)
+        return {"prompt": prompt, "mode": mode}
+
+    return ds.map(flag, load_from_cache_file=False, desc="mode flags")
+
+
+# ---------------------------------------------------------------- evaluation
+
+def evaluate_tasks(model, tokenizer, cfg: GeneralRLConfig, funcs, weights) -> dict:
+    """Per task on held-out rows: the weighted reward its own rewards give (and each reward's mean)."""
+    ds = add_mode_flags(build_data(cfg.task_eval.data, cfg.seed, key="task_eval.data"), cfg.modes, cfg.seed + 1)
+    unknown = sorted(set(ds["task"]) - set(cfg.tasks))
+    if unknown:
+        raise ConfigError(f"task_eval.data: tasks {unknown} have no rewards in tasks:")
+    t0 = time.time()
+    texts = generate(model, tokenizer, list(ds["prompt"]), enable_thinking=True, sampling=cfg.task_eval.sampling,
+                     batch_size=cfg.task_eval.batch_size)
+    columns = {c: list(ds[c]) for c in ds.column_names if c != "prompt"}
+    per_task: dict[str, dict] = defaultdict(lambda: defaultdict(list))
+    totals: dict[str, list] = defaultdict(list)
+    scored = [fn(texts, prompts=list(ds["prompt"]), **columns) for fn in funcs]
+    for i, task in enumerate(ds["task"]):
+        total = 0.0
+        for fn, w, scores in zip(funcs, weights, scored):
+            if scores[i] is not None:
+                per_task[task][fn.__name__].append(scores[i])
+                total += w * scores[i]
+        totals[task].append(total)
+    return {
+        "seconds": round(time.time() - t0, 1),
+        "tasks": {t: {"reward": round(sum(v) / len(v), 4), "n": len(v),
+                      **{name: round(sum(s) / len(s), 4) for name, s in per_task[t].items()}}
+                  for t, v in sorted(totals.items())},
+    }
+
+
+def compare(before: dict, after: dict) -> dict:
+    """Tasks whose weighted reward went up / down / stayed, before vs after."""
+    up, down, same = [], [], []
+    for task, a in after["tasks"].items():
+        b = before["tasks"].get(task, {}).get("reward")
+        if b is None:
+            continue
+        (up if a["reward"] > b else down if a["reward"] < b else same).append(task)
+    return {"improved": len(up), "worse": len(down), "unchanged": len(same), "tasks": len(up) + len(down) + len(same),
+            "improved_tasks": up, "worse_tasks": down}
+
+
+def format_task_table(before: dict | None, after: dict) -> str:
+    lines = [f"{'task':<22}{'before':>9}{'after':>9}{'n':>5}"]
+    for task, a in after["tasks"].items():
+        b = before["tasks"].get(task, {}).get("reward") if before else None
+        lines.append(f"{task:<22}{'-' if b is None else f'{b:.3f}':>9}{a['reward']:>9.3f}{a['n']:>5}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the stage
+
+def main(cfg: GeneralRLConfig) -> Path:
+    out = begin_stage(cfg.output_dir, cfg.threads, "general")
+    if out is None:
+        return Path(cfg.output_dir)
+    t_start = time.time()
+    require_finished_input(cfg.model.name_or_path, "model.name_or_path")
+    funcs, weights = routed_rewards(cfg.tasks, cfg.all_tasks)
+    args = grpo_args(cfg.trainer, out, cfg.seed, weights)
+    tokenizer = load_tokenizer(cfg.model.name_or_path)
+    train = build_data(cfg.data, cfg.seed)
+    for column in ("prompt", "task"):
+        if column not in train.column_names:
+            raise ValueError(f"data: general RL needs a {column!r} column; columns: {train.column_names}")
+    missing = sorted(set(train["task"]) - set(cfg.tasks))
+    if missing:
+        raise ConfigError(f"tasks: no rewards for the data's tasks {missing} (every task needs an entry)")
+    train = add_mode_flags(train, cfg.modes, cfg.seed)
+    counts = {t: train["task"].count(t) for t in sorted(set(train["task"]))}
+    print(f"[general] {len(train)} prompts over {len(counts)} tasks; {len(funcs)} routed rewards", flush=True)
+
+    model = load_model(cfg.model)
+    before = None
+    if cfg.eval_before:
+        before = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights),
+                  "math": evaluate(model, tokenizer, cfg.eval, cfg.seed),
+                  "follow": think_follow(model, tokenizer, cfg.follow, cfg.seed)}
+        print(format_table(before["math"], f"[general] before: {cfg.model.name_or_path}"), flush=True)
+    model, trainer, log, train_seconds = train_grpo(model, tokenizer, train, funcs, args, cfg.model,
+                                                    cfg.dynamic_sampling, out, "general")
+    after = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights),
+             "math": evaluate(model, tokenizer, cfg.eval, cfg.seed),
+             "follow": think_follow(model, tokenizer, cfg.follow, cfg.seed)}
+    print(format_task_table(before["tasks"] if before else None, after["tasks"]), flush=True)
+    print(format_table(after["math"], f"[general] after: {out}"), flush=True)
+    print(f"[general] ThinkFollow {after['follow']['think_follow']:.3f}", flush=True)
+    summary = compare(before["tasks"], after["tasks"]) if before else None
+    if summary:
+        print(f"[general] {summary['improved']} of {summary['tasks']} tasks improved", flush=True)
+
+    curves = defaultdict(list)
+    for r in log:
+        for k, v in r.items():
+            if k.startswith("rewards/") and k.count("/") == 2 and not k.endswith(("/mean", "/std")):
+                curves[k].append({"step": r["step"], "value": v})
+    finish_stage(out, {
+        "stage": STAGE,
+        "input_model": cfg.model.name_or_path,
+        "config": to_dict(cfg),
+        "data": {"rows": len(train), "per_task": counts, "fingerprint": train._fingerprint},
+        "metrics": {
+            "train": {"steps": trainer.state.global_step, "seconds": round(train_seconds, 1),
+                      "reward_curve": [{"step": r["step"], "reward": r["reward"]} for r in log if "reward" in r],
+                      "per_task_curves": curves},
+            "eval": after["math"],
+            "tasks": after["tasks"]["tasks"],
+            "think_follow": after["follow"],
+            **({"before": before, "comparison": summary} if before else {}),
+        },
+        "wall_seconds": round(time.time() - t_start, 1),
+    })
+    print(f"[general] done: {out} ({time.time() - t_start:.0f} s)", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    run_cli(main, GeneralRLConfig, __doc__)
