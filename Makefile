@@ -11,6 +11,7 @@ STAGE1_CONFIG := configs/stage1_sft/nano.yaml
 STAGE2_CONFIG := configs/stage2_grpo/nano.yaml
 STAGE3_CONFIG := configs/stage3_fusion/nano.yaml
 STAGE4_CONFIG := configs/stage4_general/nano.yaml
+PIPELINE ?= configs/pipelines/nano.yaml
 EVAL_CONFIG ?= configs/eval/nano.yaml
 MODEL ?= runs/nano/01_sft
 ARGS ?=
@@ -20,7 +21,7 @@ THREADS ?= 2
 export OMP_NUM_THREADS ?= $(THREADS)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup nano-base stage1 stage2 stage3 stage4 eval chat test test-e2e lint bench-sft
+.PHONY: help setup nano-base stage1 stage2 stage3 stage4 pipeline eval chat test test-e2e lint bench-sft
 
 help:
 	@echo "make setup        create $(VENV) (CPU torch first) and install posttrain with dev tools"
@@ -29,6 +30,7 @@ help:
 	@echo "make stage2       stage 2, reasoning RL with GRPO (CONFIG=$(STAGE2_CONFIG); needs stage 1's output)"
 	@echo "make stage3       stage 3, thinking-mode fusion (CONFIG=$(STAGE3_CONFIG); needs stage 2's output)"
 	@echo "make stage4       stage 4, general RL over 31 tasks (CONFIG=$(STAGE4_CONFIG); needs stage 3's output)"
+	@echo "make pipeline     stages 1-4 in order, then the report card (PIPELINE=$(PIPELINE); ARGS=--dry-run)"
 	@echo "make eval         evaluate a model dir (MODEL=$(MODEL))"
 	@echo "make chat         chat with a model dir in the terminal (MODEL=$(MODEL) ARGS='--thinking-budget 64 ...')"
 	@echo "make test         the default test suite (fast; what CI and the README run)"
@@ -81,3 +83,10 @@ stage3: setup
 
 stage4: setup
 	$(BIN)/python -m stages.general_rl --config $(or $(CONFIG),$(STAGE4_CONFIG)) $(ARGS)
+
+# Stage 1 needs the shipped base; the stages themselves skip what is finished and resume what is not.
+pipeline: setup
+	@if [ ! -f $(NANO_BASE)/base.json ] && grep -q "nano" $(PIPELINE); then \
+		echo "$(NANO_BASE) is missing: building it first (make nano-base)"; \
+		$(BIN)/python -m stages.nano_base --config configs/nano/moe-base.yaml; fi
+	$(BIN)/python -m pipelines.run --config $(PIPELINE) $(ARGS)

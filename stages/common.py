@@ -75,7 +75,6 @@ class RecipeSpec:
 
 def build_data(specs: list[RecipeSpec], seed: int, key: str = "data"):
     """Build each recipe and mix them by weight, shuffled with ``seed``. Every row needs ``messages``."""
-    import datasets
 
     from data_recipes import get_recipe
 
@@ -361,8 +360,34 @@ def peak_memory_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def model_card(record: dict) -> str:
+    """An HF-style README.md for a stage dir: base model, stage, data, metrics."""
+    m = record.get("metrics", {})
+    lines = ["---", f"base_model: {record.get('input_model')}", "library_name: transformers",
+             f"tags: [posttrain, {record.get('stage')}, qwen3]", "---", "",
+             f"# posttrain {record.get('stage')} model", "",
+             f"Trained from `{record.get('input_model')}` by posttrain's `{record.get('stage')}` stage "
+             f"({record.get('finished_at')}, git {record.get('git_sha')}).", "", "## Data", "",
+             "```json", json.dumps(record.get("data", {}), default=str)[:2000], "```", "", "## Evaluation", ""]
+    for mode, r in (m.get("eval") or {}).items():
+        lines.append(f"- {mode}: accuracy {r.get('accuracy')}, well-formed {r.get('well_formed')}, "
+                     f"mean tokens {r.get('mean_tokens')} (n={r.get('n')})")
+    for key in ("think_follow", "comparison"):
+        if m.get(key):
+            lines.append(f"- {key}: {json.dumps({k: v for k, v in m[key].items() if not isinstance(v, list)})}")
+    train = m.get("train", {})
+    lines += ["", "## Training", "", f"- steps: {train.get('steps')}, seconds: {train.get('seconds')}",
+              f"- wall time {record.get('wall_seconds')} s, peak memory {record.get('peak_memory_mb')} MB",
+              "", "The full record, config included, is `stage.json`.", ""]
+    return "\n".join(lines)
+
+
 def finish_stage(out_dir: Path, record: dict) -> None:
-    """Write ``stage.json`` last: from here on the dir counts as complete; then drop the checkpoints."""
+    """Write the model card, then ``stage.json`` last: from here on the dir counts as complete; then drop the
+    checkpoints."""
     base = {"finished_at": now(), "peak_memory_mb": peak_memory_mb(), "versions": versions(), "git_sha": git_sha()}
+    card = out_dir / "README.md"
+    card.with_suffix(".md.tmp").write_text(model_card({**record, **base}))
+    card.with_suffix(".md.tmp").replace(card)
     write_json_atomic(out_dir / STAGE_FILE, {**record, **base})
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)

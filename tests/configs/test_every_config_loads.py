@@ -10,13 +10,17 @@ import torch
 
 from stages.common import ModelSettings
 from stages.config import build_trainer_args, load_config, load_yaml
+from pipelines.run import PipelineConfig
 from stages.evaluate import EvalConfig
+from stages.general_rl import GeneralRLConfig
 from stages.nano_base import NanoBaseConfig
 from stages.reasoning_rl import ReasoningRLConfig
 from stages.sft import SFTStageConfig
+from stages.thinking_fusion import FusionStageConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-KIND = {"stage1_sft": SFTStageConfig, "stage2_grpo": ReasoningRLConfig, "nano": NanoBaseConfig, "eval": EvalConfig,
+KIND = {"stage1_sft": SFTStageConfig, "stage2_grpo": ReasoningRLConfig, "stage3_fusion": FusionStageConfig,
+        "stage4_general": GeneralRLConfig, "pipelines": PipelineConfig, "nano": NanoBaseConfig, "eval": EvalConfig,
         "models": ModelSettings}
 ALL = sorted(p for p in CONFIGS.rglob("*.yaml"))
 
@@ -32,12 +36,14 @@ def test_config_loads_and_its_names_resolve(path):
     cfg = load_config(KIND[path.parent.name], path)
     first_line = path.read_text().splitlines()[0]
     assert first_line.startswith("#"), "each config opens with a comment giving its launch command"
-    if isinstance(cfg, SFTStageConfig):
+    if isinstance(cfg, (SFTStageConfig, FusionStageConfig)):
         from trl import SFTConfig
 
         from data_recipes import get_recipe
 
-        for spec in [*cfg.data, cfg.eval.data]:
+        data = cfg.data if isinstance(cfg, SFTStageConfig) else \
+            [*cfg.rejection.queries, *cfg.thinking, *cfg.non_thinking, *cfg.follow.data]
+        for spec in [*data, cfg.eval.data]:
             assert callable(get_recipe(spec.name))
         trainer = dict(cfg.trainer)
         if not torch.cuda.is_available():  # GPU configs (bf16) are checked for keys and types only
@@ -45,19 +51,23 @@ def test_config_loads_and_its_names_resolve(path):
         args = build_trainer_args(SFTConfig, trainer, str(path), output_dir="/tmp/unused", seed=cfg.seed,
                                   max_length=cfg.model.max_length)
         assert args.max_length == cfg.model.max_length
-    if isinstance(cfg, ReasoningRLConfig):
+    if isinstance(cfg, (ReasoningRLConfig, GeneralRLConfig)):
         from trl import GRPOConfig
 
+        from stages.general_rl import routed_rewards
         from stages.reasoning_rl import build_rewards
 
-        funcs, weights = build_rewards(cfg.rewards)
+        funcs, weights = build_rewards(cfg.rewards) if isinstance(cfg, ReasoningRLConfig) else \
+            routed_rewards(cfg.tasks, cfg.all_tasks)
         trainer = dict(cfg.trainer)
         if not torch.cuda.is_available():
             trainer.update(use_cpu=True, bf16=False)
         args = build_trainer_args(GRPOConfig, trainer, str(path), output_dir="/tmp/unused", seed=cfg.seed,
                                   reward_weights=weights)
         assert len(funcs) == len(args.reward_weights)
-    if isinstance(cfg, (SFTStageConfig, ReasoningRLConfig, EvalConfig)):
+    if isinstance(cfg, PipelineConfig):
+        assert all(Path(step.config).is_file() for step in cfg.steps)
+    if isinstance(cfg, (SFTStageConfig, ReasoningRLConfig, FusionStageConfig, GeneralRLConfig, EvalConfig)):
         from rewards import get_reward
 
         assert callable(get_reward(cfg.eval.verifier))
