@@ -210,6 +210,8 @@ def check_writable(path: str | Path, key: str) -> Path:
     """Fail early (before any training) when the output location cannot be written."""
     path = Path(path)
     parent = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise ConfigError(f"{key}: {path} cannot be created: {parent} is a file, not a directory")
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"{key}: {path} is not writable")
     return path

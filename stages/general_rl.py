@@ -33,6 +33,7 @@ from stages.common import (
     finish_stage,
     load_model,
     load_tokenizer,
+    lora_config,
     require_finished_input,
 )
 from stages.config import ConfigError, run_cli, to_dict
@@ -250,6 +251,8 @@ def main(cfg: GeneralRLConfig) -> Path:
     print(f"[general] {len(train)} prompts over {len(counts)} tasks; {len(funcs)} routed rewards", flush=True)
 
     model = load_model(cfg.model)
+    if cfg.model.lora:
+        lora_config(cfg.model.lora, model)  # a LoRA target that matches nothing fails now, before anything is written
     before = None
     if cfg.eval_before:
         before = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights),

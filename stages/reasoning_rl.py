@@ -131,6 +131,8 @@ def main(cfg: ReasoningRLConfig) -> Path:
     if "prompt" not in train.column_names:
         raise ValueError(f"data: RL needs a 'prompt' column (chat messages); columns: {train.column_names}")
     model = load_model(cfg.model)
+    if cfg.model.lora:
+        lora_config(cfg.model.lora, model)  # a LoRA target that matches nothing fails now, before anything is written
     before = evaluate(model, tokenizer, cfg.eval, cfg.seed) if cfg.eval_before else None
     if before:
         print(format_table(before, f"[rl] before: {cfg.model.name_or_path}"), flush=True)

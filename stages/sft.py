@@ -68,6 +68,8 @@ def main(cfg: SFTStageConfig) -> Path:
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     train, data_report = prepare_data(cfg, tokenizer)
     model = load_model(cfg.model)
+    if cfg.model.lora:
+        lora_config(cfg.model.lora, model)  # a LoRA target that matches nothing fails now, before anything is written
     if cfg.drop_too_easy:
         train, data_report["too_easy"] = drop_too_easy(train, model, tokenizer, cfg.eval)
     if len(train) == 0:

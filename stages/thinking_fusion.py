@@ -39,6 +39,7 @@ from stages.common import (
     finish_stage,
     load_model,
     load_tokenizer,
+    lora_config,
     publish_dir,
     require_finished_input,
     trainer_defaults,
@@ -113,6 +114,8 @@ def main(cfg: FusionStageConfig) -> Path:
                               seed=cfg.seed, max_length=cfg.model.max_length)
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     model = load_model(cfg.model)
+    if cfg.model.lora:
+        lora_config(cfg.model.lora, model)  # a LoRA target that matches nothing fails now, before anything is written
 
     before = None
     if cfg.eval_before:
