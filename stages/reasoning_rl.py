@@ -88,8 +88,19 @@ def build_rewards(specs: list[RewardSpec]):
 
 def grpo_args(trainer: dict, out: Path, seed: int, weights: list[float]):
     """TRL GRPOConfig from the ``trainer`` section, checked before any model loads."""
+    import importlib.util
+
     from trl import GRPOConfig
 
+    if trainer.get("use_vllm"):  # TRL would fail deep inside its generation set-up; say what is missing instead
+        import torch
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("trainer.use_vllm: vLLM is not installed (pip install vllm on a CUDA machine), "
+                              "or set trainer.use_vllm=false to generate with transformers")
+        if not torch.cuda.is_available():
+            raise ConfigError("trainer.use_vllm: vLLM needs a CUDA GPU and none is visible; set "
+                              "trainer.use_vllm=false to generate with transformers")
     args = build_trainer_args(GRPOConfig, trainer_defaults(trainer), "", output_dir=str(out / "checkpoints"),
                               seed=seed, reward_weights=weights)
     if (args.per_device_train_batch_size * args.gradient_accumulation_steps) % args.num_generations:

@@ -57,3 +57,22 @@ def test_unknown_loss_type_and_reward_are_config_errors(tmp_path, tiny_moe_dir):
 def test_num_generations_must_divide_the_batch(tmp_path, tiny_moe_dir):
     with pytest.raises(ConfigError, match="num_generations"):
         reasoning_rl.main(config(tmp_path, tiny_moe_dir, "trainer.num_generations=3"))
+
+
+def test_vllm_requested_without_vllm_or_a_gpu_is_a_clear_config_error(tmp_path, tiny_moe_dir):
+    with pytest.raises(ConfigError, match="trainer.use_vllm: vLLM"):
+        reasoning_rl.main(config(tmp_path, tiny_moe_dir, "trainer.use_vllm=true"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_grpo_with_lora_trains_the_adapter_and_saves_a_merged_model(tmp_path, tiny_moe_dir):
+    from transformers import AutoModelForCausalLM
+
+    varied = "rewards=[{name: tests.stages.test_reasoning_rl:always_varied}]"
+    out = reasoning_rl.main(config(tmp_path, tiny_moe_dir, varied, "trainer.learning_rate=1e-1",
+                                   "model.lora={r: 4, alpha: 8, target_modules: [q_proj, v_proj]}"))
+    before = AutoModelForCausalLM.from_pretrained(tiny_moe_dir).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert set(after) == set(before)  # merged: no adapter weights left, a plain model dir
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("q_proj" in k or "v_proj" in k for k in changed)  # only the LoRA targets moved
