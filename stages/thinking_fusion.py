@@ -189,7 +189,7 @@ def fused_dataset(cfg: FusionStageConfig, model, tokenizer, out: Path):
     for key_name, specs in (("thinking", cfg.thinking), ("non_thinking", cfg.non_thinking)):
         for i, spec in enumerate(specs):
             ds = build_data([spec], cfg.seed, key=f"{key_name}.{i}")
-            sources.append((spec.name, [{"messages": m} for m in ds["messages"]]))
+            sources.append((f"{key_name}/{spec.name}", [{"messages": m} for m in ds["messages"]]))
     rows = []
     for name, part in sources:
         rows += single_turn(part, name, cfg.flags, rng)

@@ -44,7 +44,8 @@ def test_stage3_builds_the_fused_data_trains_and_reports_modes_follow_and_budget
     assert record["stage"] == "thinking_fusion" and record["metrics"]["train"]["steps"] == 2
     card = record["data"]["card"]
     # 8 thinking + 8 non-thinking single-turn rows, the dialogs' turns, and whatever rejection sampling kept
-    assert card["per_source"]["arithmetic"] == 16 and card["per_source"]["multi_turn"] >= 6
+    assert card["per_source"]["thinking/arithmetic"] == card["per_source"]["non_thinking/arithmetic"] == 8
+    assert card["per_source"]["multi_turn"] >= 6
     assert card["rejection_sampling"]["samples"] == 8 and set(card["per_mode"]) == {"think", "no_think"}
     assert json.loads((out / "fused_data" / "card.json").read_text()) == card
     assert (out / "fused_data" / "README.md").read_text().startswith("# Stage-3 fused dataset")
