@@ -27,7 +27,7 @@ from stages.common import (
     write_json_atomic,
 )
 from stages.config import run_cli
-from stages.generation import SamplingSettings, generate
+from stages.generation import STOP_THINKING, SamplingSettings, generate
 
 MODES = ("think", "no_think")
 
@@ -160,7 +160,9 @@ def budget_curve(model, tokenizer, settings: EvalSettings, budgets: list[int | N
         texts = generate(model, tokenizer, prompts, enable_thinking=True, thinking_budget=budget,
                          sampling=settings.sampling, batch_size=settings.batch_size)
         scores = [s for s in verify(texts, solution=list(ds["solution"]), prompts=prompts) if s is not None]
-        thinking = [len(tokenizer(t.split("</think>")[0], add_special_tokens=False)["input_ids"]) for t in texts]
+        # the model's own thinking: the forced stop sentence (with its </think>) is not counted
+        thinking = [len(tokenizer(t.split("</think>")[0].replace(STOP_THINKING.split("</think>")[0], ""),
+                                  add_special_tokens=False)["input_ids"]) for t in texts]
         rows.append({"budget": budget, "accuracy": round(sum(scores) / max(1, len(scores)), 4),
                      "mean_thinking_tokens": round(sum(thinking) / len(thinking), 1), "n": len(texts),
                      "seconds": round(time.time() - t0, 1)})

@@ -283,8 +283,9 @@ def test_adversarial_answers_end_within_the_timeout_and_score_zero() -> None:
     )
     elapsed = time.perf_counter() - start
     assert scores == [0.0] * len(ADVERSARIAL)
-    # Each answer is bounded by the timeout; two workers share them. Slack for restarting killed workers.
-    assert elapsed < len(ADVERSARIAL) * timeout / WORKERS + 20
+    # Each answer is bounded by the timeout; two workers share them. Generous slack for restarting killed workers
+    # on a busy machine: what this guards against is an answer that never ends (10^{10^{10}} would run for ever).
+    assert elapsed < len(ADVERSARIAL) * timeout / WORKERS + 60
 
 
 def test_pool_replaces_a_killed_worker_and_keeps_judging() -> None:
