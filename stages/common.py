@@ -331,16 +331,34 @@ def save_model_dir(model, tokenizer, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
+def last_valid_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` dir; half-written ones (a kill while saving) are deleted.
+
+    The Trainer writes ``trainer_state.json`` after the weights, optimizer and RNG states, but nothing of a
+    checkpoint atomically, so "complete" = that file is there and parses.
+    """
+    dirs = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2] or -1))
+    valid = []
+    for d in dirs:
+        try:
+            json.loads((d / "trainer_state.json").read_text())
+            valid.append(d)
+        except (OSError, ValueError):
+            print(f"[posttrain] removing the half-written {d} (interrupted while saving)", flush=True)
+            shutil.rmtree(d, ignore_errors=True)
+    return valid[-1] if valid else None
+
+
 def train_resumable(trainer, out_dir: Path, tag: str) -> tuple[list[dict], float]:
     """Run ``trainer.train()``, resuming from the last checkpoint in ``<out_dir>/checkpoints`` if there is one.
 
     Returns (log history, training seconds) and writes the history to ``train_log.jsonl``.
     """
-    resume = any((out_dir / "checkpoints").glob("checkpoint-*"))
+    resume = last_valid_checkpoint(out_dir / "checkpoints")
     if resume:
-        print(f"[{tag}] resuming from the last checkpoint in {out_dir / 'checkpoints'}", flush=True)
+        print(f"[{tag}] resuming from the last checkpoint in {out_dir / 'checkpoints'} ({resume.name})", flush=True)
     t0 = time.time()
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.time() - t0
     log = trainer.state.log_history
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -144,3 +144,16 @@ def test_hub_model_id_while_offline_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="hub model 'Qwen/Qwen3-0.6B' is not in the local cache"):
         resolve_model_path("Qwen/Qwen3-0.6B")
+
+
+def test_a_half_written_checkpoint_is_removed_and_the_last_complete_one_resumed(tmp_path):
+    from stages.common import last_valid_checkpoint
+
+    ckpts = tmp_path / "checkpoints"
+    for step, state in [(2, '{"global_step": 2}'), (4, '{"global_step": 4}'), (6, '{"global_st')]:
+        (ckpts / f"checkpoint-{step}").mkdir(parents=True)
+        (ckpts / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (ckpts / "checkpoint-8").mkdir()  # killed before its trainer state was written
+    assert last_valid_checkpoint(ckpts) == ckpts / "checkpoint-4"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert last_valid_checkpoint(tmp_path / "none") is None
