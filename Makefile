@@ -70,7 +70,7 @@ test-e2e: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check stages rewards data_recipes pipelines tests benchmarks
+	$(BIN)/ruff check stages rewards data_recipes pipelines examples tests benchmarks
 
 bench-sft: setup
 	$(BIN)/python benchmarks/sft_throughput.py $(ARGS)

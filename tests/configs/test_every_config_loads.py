@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipelines.run import PipelineConfig
 from stages.common import ModelSettings
 from stages.config import build_trainer_args, load_config, load_yaml
-from pipelines.run import PipelineConfig
 from stages.evaluate import EvalConfig
 from stages.general_rl import GeneralRLConfig
 from stages.nano_base import NanoBaseConfig
