@@ -31,8 +31,9 @@ def test_the_plan_feeds_each_stage_the_previous_output_and_a_dry_run_runs_nothin
 
 def test_a_failing_stage_stops_the_pipeline_with_its_exit_code_and_names_it(tmp_path, tiny_moe_dir):
     path = pipeline_yaml(tmp_path, tiny_moe_dir)
-    text = path.read_text().replace("trainer.max_steps=4", "trainer.max_stepz=4")  # a typo in stage 1's args
-    path.write_text(text)
+    text = path.read_text()
+    assert "trainer.max_steps=" in text
+    path.write_text(text.replace("trainer.max_steps=", "trainer.max_stepz=", 1))  # a typo in stage 1's args
     run = subprocess.run([sys.executable, "-m", "pipelines.run", "--config", str(path)], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 2

@@ -178,6 +178,17 @@ class _JudgeHandler(http.server.BaseHTTPRequestHandler):
         with server.lock:
             server.in_flight += 1
             server.peak = max(server.peak, server.in_flight)
+        counted = True
+
+        def done() -> None:
+            # Leave the count *before* replying: once the client has its reply it may send the next request,
+            # which could otherwise arrive while this handler still counts itself and read as one too many.
+            nonlocal counted
+            if counted:
+                with server.lock:
+                    server.in_flight -= 1
+                counted = False
+
         try:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             prompt = body["messages"][0]["content"]
@@ -185,6 +196,7 @@ class _JudgeHandler(http.server.BaseHTTPRequestHandler):
             with server.lock:
                 server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
             time.sleep(0.05)  # long enough for concurrent requests to overlap
+            done()
             if answer == "down":
                 self.send_error(503)
                 return
@@ -204,8 +216,7 @@ class _JudgeHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(payload)
         finally:
-            with server.lock:
-                server.in_flight -= 1
+            done()
 
     def log_message(self, *args) -> None:  # keep the test output clean
         pass
