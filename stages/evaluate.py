@@ -55,14 +55,19 @@ class EvalConfig:
     write: bool = True  # write the numbers into the model dir's stage.json when it has one
 
 
+def eval_rows(settings: EvalSettings, seed: int):
+    """The eval recipe's rows (they need gold answers) and their prompts (the messages before the reply)."""
+    ds = build_data([settings.data], seed, key="eval.data")
+    if "solution" not in ds.column_names:
+        raise ValueError(f"eval.data ({settings.data.name}): needs a 'solution' column with gold answers")
+    return ds, [[m for m in msgs if m["role"] != "assistant"] for msgs in ds["messages"]]
+
+
 def evaluate(model, tokenizer, settings: EvalSettings, seed: int = 0) -> dict:
     """{mode: {accuracy, well_formed, mean_tokens, n, seconds}} on the eval recipe's rows."""
     from rewards import get_reward
 
-    ds = build_data([settings.data], seed, key="eval.data")
-    if "solution" not in ds.column_names:
-        raise ValueError(f"eval.data ({settings.data.name}): needs a 'solution' column with gold answers")
-    prompts = [[m for m in msgs if m["role"] != "assistant"] for msgs in ds["messages"]]
+    ds, prompts = eval_rows(settings, seed)
     verify, well_formed = get_reward(settings.verifier), get_reward("think_format", require_think=True)
     results = {}
     for mode in settings.modes:
@@ -151,8 +156,7 @@ def budget_curve(model, tokenizer, settings: EvalSettings, budgets: list[int | N
     """Thinking-mode accuracy when thinking is cut at each budget (None = unlimited), on the eval rows."""
     from rewards import get_reward
 
-    ds = build_data([settings.data], seed, key="eval.data")
-    prompts = [[m for m in msgs if m["role"] != "assistant"] for msgs in ds["messages"]]
+    ds, prompts = eval_rows(settings, seed)
     verify = get_reward(settings.verifier)
     rows = []
     for budget in budgets:

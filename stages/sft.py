@@ -126,15 +126,20 @@ def train_sft(model, tokenizer, train, args, settings: ModelSettings, out: Path,
 def prepare_data(cfg: SFTStageConfig, tokenizer):
     """Training rows after the filters, and the filter report."""
     train = build_data(cfg.data, cfg.seed)
-    eval_rows = build_data([cfg.eval.data], cfg.seed, key="eval.data")
+    return filter_rows(train, cfg.filters, cfg.eval.data, tokenizer, cfg.model.max_length, cfg.seed)
+
+
+def filter_rows(rows, filters: FilterSettings, eval_data: RecipeSpec, tokenizer, max_length: int, seed: int):
+    """Stage 1's filters on ``messages`` rows, decontaminated against the eval recipe's prompts and measured in
+    the tokenizer's chat rendering: (kept rows, report). Stage 3 runs its rejection samples through it too."""
+    eval_rows = build_data([eval_data], seed, key="eval.data")
     eval_prompts = ["\n".join(m["content"] for m in msgs if m["role"] != "assistant")
                     for msgs in eval_rows["messages"]]
 
     def count_tokens(messages: list[dict]) -> int:
         return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
 
-    return apply_filters(train, cfg.filters, eval_prompts=eval_prompts, count_tokens=count_tokens,
-                         max_tokens=cfg.model.max_length)
+    return apply_filters(rows, filters, eval_prompts=eval_prompts, count_tokens=count_tokens, max_tokens=max_length)
 
 
 def drop_too_easy(train, model, tokenizer, settings: EvalSettings):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_recipes.filters import FilterSettings, apply_filters
+from data_recipes.filters import FilterSettings
 from data_recipes.fusion import (
     FlagSettings,
     MultiTurnSettings,
@@ -57,7 +57,7 @@ from stages.evaluate import (
     think_follow,
 )
 from stages.generation import SamplingSettings, generate
-from stages.sft import train_sft
+from stages.sft import filter_rows, train_sft
 
 STAGE = "thinking_fusion"
 DATA_DIR = "fused_data"
@@ -222,23 +222,15 @@ def rejection_rows(cfg: FusionStageConfig, model, tokenizer) -> tuple[list[dict]
     queries = build_data(settings.queries, cfg.seed, key="rejection.queries")
     if "prompt" not in queries.column_names:
         raise ValueError(f"rejection.queries: rows need a 'prompt' column; columns: {queries.column_names}")
-    eval_rows = build_data([cfg.eval.data], cfg.seed, key="eval.data")
-    eval_prompts = ["\n".join(m["content"] for m in msgs if m["role"] != "assistant")
-                    for msgs in eval_rows["messages"]]
-
     def sample(prompts):
         return generate(model, tokenizer, prompts, enable_thinking=True, sampling=settings.sampling,
                         batch_size=settings.batch_size)
-
-    def count_tokens(messages):
-        return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
 
     def response_filter(candidates):
         import datasets
 
         ds = datasets.Dataset.from_list(candidates).add_column("_row", list(range(len(candidates))))
-        kept, report = apply_filters(ds, settings.filters, eval_prompts=eval_prompts, count_tokens=count_tokens,
-                                     max_tokens=cfg.model.max_length)
+        kept, report = filter_rows(ds, settings.filters, cfg.eval.data, tokenizer, cfg.model.max_length, cfg.seed)
         return list(kept["_row"]), report["dropped"]
 
     rows, stats = rejection_sample(list(queries), sample, settings.samples_per_query, settings.max_per_query,
