@@ -39,6 +39,7 @@ from stages.common import (
 from stages.config import ConfigError, run_cli, to_dict
 from stages.evaluate import EvalSettings, FollowSettings, evaluate, format_table, think_follow
 from stages.generation import SamplingSettings, generate
+from stages.moe import MoESettings
 from stages.reasoning_rl import DynamicSamplingSettings, RewardSpec, grpo_args, train_grpo
 
 STAGE = "general_rl"
@@ -79,6 +80,7 @@ class GeneralRLConfig:
     eval: EvalSettings = field(default_factory=EvalSettings)  # thinking-mode math accuracy, as stages 1-3
     follow: FollowSettings = field(default_factory=FollowSettings)
     eval_before: bool = True
+    moe: MoESettings = field(default_factory=MoESettings)  # MoE load balancing (stages/moe.py)
     seed: int = 0
     threads: int = 2
 
@@ -260,7 +262,7 @@ def main(cfg: GeneralRLConfig) -> Path:
                   "follow": think_follow(model, tokenizer, cfg.follow, cfg.seed)}
         print(format_table(before["math"], f"[general] before: {cfg.model.name_or_path}"), flush=True)
     model, trainer, log, train_seconds = train_grpo(model, tokenizer, train, funcs, args, cfg.model,
-                                                    cfg.dynamic_sampling, out, "general")
+                                                    cfg.dynamic_sampling, out, "general", cfg.moe)
     after = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights),
              "math": evaluate(model, tokenizer, cfg.eval, cfg.seed),
              "follow": think_follow(model, tokenizer, cfg.follow, cfg.seed)}
@@ -288,6 +290,7 @@ def main(cfg: GeneralRLConfig) -> Path:
             "eval": after["math"],
             "tasks": after["tasks"]["tasks"],
             "think_follow": after["follow"],
+            **({"moe": trainer.moe_summary} if trainer.moe_summary else {}),
             **({"before": before, "comparison": summary} if before else {}),
         },
         "wall_seconds": round(time.time() - t_start, 1),

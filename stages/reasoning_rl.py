@@ -32,6 +32,7 @@ from stages.common import (
 )
 from stages.config import ConfigError, build_trainer_args, run_cli, to_dict
 from stages.evaluate import EvalSettings, evaluate, format_table
+from stages.moe import MoESettings, finish_metrics, make_trainer
 
 STAGE = "reasoning_rl"
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
@@ -62,6 +63,7 @@ class ReasoningRLConfig:
     dynamic_sampling: DynamicSamplingSettings = field(default_factory=DynamicSamplingSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     eval_before: bool = True
+    moe: MoESettings = field(default_factory=MoESettings)  # MoE load balancing (stages/moe.py)
     seed: int = 0
     threads: int = 2
 
@@ -111,9 +113,10 @@ def grpo_args(trainer: dict, out: Path, seed: int, weights: list[float]):
 
 
 def train_grpo(model, tokenizer, train, reward_funcs, args, settings: ModelSettings,
-               dynamic: DynamicSamplingSettings, out: Path, tag: str):
-    """TRL's GRPOTrainer (with DAPO dynamic sampling when enabled), resumable; the trained model is saved to
-    ``out`` and loaded back. Returns (model, trainer, log history, training seconds)."""
+               dynamic: DynamicSamplingSettings, out: Path, tag: str, moe: MoESettings | None = None):
+    """TRL's GRPOTrainer (with DAPO dynamic sampling when enabled, the MoE balance loss of ``moe``), resumable;
+    the trained model is saved to ``out`` and loaded back. Returns (model, trainer, log history, training
+    seconds); ``trainer.moe_summary`` holds the expert metrics of an MoE model (else None)."""
     from trl import GRPOTrainer
 
     from stages.dynamic_sampling import DynamicSamplingGRPOTrainer
@@ -122,9 +125,10 @@ def train_grpo(model, tokenizer, train, reward_funcs, args, settings: ModelSetti
     trainer_cls, extra = GRPOTrainer, {}
     if dynamic.enabled:
         trainer_cls, extra = DynamicSamplingGRPOTrainer, {"max_refill_rounds": dynamic.max_refill_rounds}
-    trainer = trainer_cls(model=model, args=args, reward_funcs=reward_funcs, train_dataset=train,
-                          processing_class=tokenizer, peft_config=peft_config, **extra)
+    trainer = make_trainer(trainer_cls, model, args, moe, divide_by_accumulation=True, reward_funcs=reward_funcs,
+                           train_dataset=train, processing_class=tokenizer, peft_config=peft_config, **extra)
     log, seconds = train_resumable(trainer, out, tag)
+    trainer.moe_summary = finish_metrics(trainer, out)
     return save_and_reload(trainer, tokenizer, out, settings), trainer, log, seconds
 
 
@@ -149,7 +153,7 @@ def main(cfg: ReasoningRLConfig) -> Path:
         print(format_table(before, f"[rl] before: {cfg.model.name_or_path}"), flush=True)
 
     model, trainer, log, train_seconds = train_grpo(model, tokenizer, train, reward_funcs, args, cfg.model,
-                                                    cfg.dynamic_sampling, out, "rl")
+                                                    cfg.dynamic_sampling, out, "rl", cfg.moe)
     after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
     print(format_table(after, f"[rl] after: {out}"), flush=True)
     curve = [{"step": r["step"], "reward": r["reward"]} for r in log if "reward" in r]
@@ -162,6 +166,7 @@ def main(cfg: ReasoningRLConfig) -> Path:
             "train": {"steps": trainer.state.global_step, "seconds": round(train_seconds, 1), "reward_curve": curve},
             "eval": after,
             **({"eval_before": before} if before else {}),
+            **({"moe": trainer.moe_summary} if trainer.moe_summary else {}),
         },
         "wall_seconds": round(time.time() - t_start, 1),
     })

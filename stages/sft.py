@@ -36,6 +36,7 @@ from stages.common import (
 from stages.config import build_trainer_args, run_cli, to_dict
 from stages.evaluate import EvalSettings, evaluate, format_table
 from stages.generation import generate
+from stages.moe import MoESettings, finish_metrics, make_trainer
 from stages.packing import PackedRowsCollator
 
 STAGE = "sft"
@@ -51,6 +52,7 @@ class SFTStageConfig:
     drop_too_easy: bool = False  # query filter: drop problems the model solves without thinking (costs a pass)
     eval: EvalSettings = field(default_factory=EvalSettings)
     eval_before: bool = False  # also evaluate the starting model
+    moe: MoESettings = field(default_factory=MoESettings)  # MoE load balancing (stages/moe.py)
     seed: int = 0
     threads: int = 2
 
@@ -84,7 +86,8 @@ def main(cfg: SFTStageConfig) -> Path:
         before = evaluate(model, tokenizer, cfg.eval, cfg.seed)
         print(format_table(before, "[sft] before training"), flush=True)
 
-    model, trainer, log, train_seconds = train_sft(model, tokenizer, train, args, cfg.model, out, "sft")
+    model, trainer, log, train_seconds = train_sft(model, tokenizer, train, args, cfg.model, out, "sft",
+                                                      cfg.moe)
     after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
     print(format_table(after, f"[sft] evaluation of {out}"), flush=True)
 
@@ -98,6 +101,7 @@ def main(cfg: SFTStageConfig) -> Path:
             "train": {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
                       "final_loss": losses[-1] if losses else None, "seconds": round(train_seconds, 1),
                       "moe": is_moe(model)},
+            **({"moe": trainer.moe_summary} if trainer.moe_summary else {}),
             "eval": after,
             **({"eval_before": before} if before else {}),
         },
@@ -107,19 +111,23 @@ def main(cfg: SFTStageConfig) -> Path:
     return out
 
 
-def train_sft(model, tokenizer, train, args, settings: ModelSettings, out: Path, tag: str):
-    """TRL's SFTTrainer on the ``messages`` rows (assistant-only loss, packing), resumable; the trained model is
-    saved to ``out`` and loaded back. Returns (model, trainer, log history, training seconds)."""
+def train_sft(model, tokenizer, train, args, settings: ModelSettings, out: Path, tag: str,
+              moe: MoESettings | None = None):
+    """TRL's SFTTrainer on the ``messages`` rows (assistant-only loss, packing, the MoE balance loss of ``moe``),
+    resumable; the trained model is saved to ``out`` and loaded back. Returns (model, trainer, log history,
+    training seconds); ``trainer.moe_summary`` holds the expert metrics of an MoE model (else None)."""
     from trl import SFTTrainer
 
     peft_config = lora_config(settings.lora, model) if settings.lora else None
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train.select_columns(["messages"]),
-                         processing_class=tokenizer, peft_config=peft_config)
+    trainer = make_trainer(SFTTrainer, model, args, moe, divide_by_accumulation=False,
+                           train_dataset=train.select_columns(["messages"]), processing_class=tokenizer,
+                           peft_config=peft_config)
     if args.packing and settings.attn_implementation != "flash_attention_2":
         # TRL flattens a packed batch into one sequence (right for flash-attention varlen kernels only) and refuses
         # a custom collator in its constructor; the dataloader is built at train(), so swap it here (packing.py).
         trainer.data_collator = PackedRowsCollator(tokenizer.pad_token_id)
     log, seconds = train_resumable(trainer, out, tag)
+    trainer.moe_summary = finish_metrics(trainer, out)
     return save_and_reload(trainer, tokenizer, out, settings), trainer, log, seconds
 
 

@@ -57,6 +57,7 @@ from stages.evaluate import (
     think_follow,
 )
 from stages.generation import SamplingSettings, generate
+from stages.moe import MoESettings
 from stages.sft import filter_rows, train_sft
 
 STAGE = "thinking_fusion"
@@ -89,6 +90,7 @@ class FusionStageConfig:
     follow: FollowSettings = field(default_factory=FollowSettings)
     budgets: list[int | None] = field(default_factory=lambda: [0, 16, 32, 64, 128, None])  # None = unlimited
     eval_before: bool = True
+    moe: MoESettings = field(default_factory=MoESettings)  # MoE load balancing (stages/moe.py)
     seed: int = 0
     threads: int = 2
 
@@ -123,7 +125,8 @@ def main(cfg: FusionStageConfig) -> Path:
         print(format_table(before, f"[fusion] before: {cfg.model.name_or_path}"), flush=True)
     train, card = fused_dataset(cfg, model, tokenizer, out)
 
-    model, trainer, log, train_seconds = train_sft(model, tokenizer, train, args, cfg.model, out, "fusion")
+    model, trainer, log, train_seconds = train_sft(model, tokenizer, train, args, cfg.model, out, "fusion",
+                                                      cfg.moe)
     after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
     print(format_table(after, f"[fusion] after: {out}"), flush=True)
     follow = think_follow(model, tokenizer, cfg.follow, cfg.seed)
@@ -146,6 +149,7 @@ def main(cfg: FusionStageConfig) -> Path:
             **({"eval_before": before} if before else {}),
             "think_follow": follow,
             "thinking_budget": budgets,
+            **({"moe": trainer.moe_summary} if trainer.moe_summary else {}),
         },
         "wall_seconds": round(time.time() - t_start, 1),
     })
