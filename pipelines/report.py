@@ -22,7 +22,8 @@ CURVES = [  # (title, log keys): what each training plot shows when the stage lo
     ("reward", ["reward"]),
     ("rewards", None),  # every rewards/<name>/mean
     ("entropy / KL", ["entropy", "kl"]),
-    ("MoE aux loss", ["aux_loss"]),
+    ("MoE balance loss", ["aux_loss", "moe/global_lbl"]),
+    ("expert load (max/mean)", ["moe/imbalance_max", "moe/imbalance_mean"]),
 ]
 
 
@@ -141,6 +142,14 @@ def write_report(run_dir: str | Path, stage_dirs: list[str | Path]) -> Path:
                 shutil.copyfile(d / "thinking_budget.png", plots / f"{d.name}_thinking_budget.png")
                 lines += ["", f"![accuracy vs thinking budget]({PLOTS}/{d.name}_thinking_budget.png)"]
             lines.append("")
+        moe = m.get("moe")
+        if moe and moe.get("load_share"):
+            lines += [f"MoE ({moe['balance']} balance, coefficient {moe['coef']}): max/mean expert load per layer "
+                      f"{moe['imbalance']}; router entropy per layer {moe['router_entropy']} nats (uniform "
+                      f"{moe['uniform_entropy']}).", ""]
+            if (d / "expert_load.png").is_file():
+                shutil.copyfile(d / "expert_load.png", plots / f"{d.name}_expert_load.png")
+                lines += [f"![expert load]({PLOTS}/{d.name}_expert_load.png)", ""]
         tasks, before = m.get("tasks"), (m.get("before") or {}).get("tasks", {}).get("tasks", {})
         if tasks:
             comp = m.get("comparison") or {}

@@ -56,7 +56,10 @@ def test_the_report_card_collects_curves_evaluations_data_and_versions(tmp_path)
                                                              "mean_tokens": 20, "n": 4}},
                     "think_follow": {"think_follow": 0.97, "turns_judged": 7, "single_turn": {}, "multi_turn": 1.0},
                     "thinking_budget": [{"budget": 0, "accuracy": 0.1, "mean_thinking_tokens": 2},
-                                        {"budget": None, "accuracy": 0.5, "mean_thinking_tokens": 30}]}})
+                                        {"budget": None, "accuracy": 0.5, "mean_thinking_tokens": 30}],
+                    "moe": {"balance": "global", "coef": 0.001, "imbalance": [1.5, 2.0], "router_entropy": [1.9, 2.0],
+                            "uniform_entropy": 2.0794, "load_share": [[0.5, 0.5], [0.25, 0.75]]}}})
+    (d / "expert_load.png").write_bytes(b"\x89PNG fake")
     path = write_report(tmp_path / "run", [d, tmp_path / "run" / "04_general"])
     text = path.read_text()
     assert "| thinking_fusion |" in text and "| 12.5 | 900 | 4 |" in text
@@ -64,3 +67,6 @@ def test_the_report_card_collects_curves_evaluations_data_and_versions(tmp_path)
     assert "ThinkFollow: 0.97" in text and "| unlimited | 0.5 | 30 |" in text
     assert "per mode {\"think\": 6, \"no_think\": 4}" in text and "Unfinished stages" in text
     assert (tmp_path / "run" / "report" / "03_fusion_training.png").read_bytes()[:4] == b"\x89PNG"
+    assert "MoE (global balance, coefficient 0.001): max/mean expert load per layer [1.5, 2.0]" in text
+    assert "(report/03_fusion_expert_load.png)" in text
+    assert (tmp_path / "run" / "report" / "03_fusion_expert_load.png").is_file()
