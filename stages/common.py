@@ -37,10 +37,18 @@ class LoraSettings:
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     target_parameters: list[str] = field(default_factory=list)
     modules_to_save: list[str] = field(default_factory=list)
+    # "4bit" = QLoRA: the base model loaded in NF4 with double quantization and bf16 compute (bitsandbytes, CUDA)
+    quantize: str | None = None
 
     def __post_init__(self):
         if self.r <= 0:
             raise ValueError(f"lora.r must be positive, got {self.r}")
+        if self.quantize not in (None, "4bit"):
+            raise ValueError(f"lora.quantize must be 4bit or null, got {self.quantize!r}")
+
+
+# The Qwen3 model cards' long-context recipe (4B and up): YaRN, factor 4 over the native 32K -> 131,072 tokens.
+QWEN3_YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
 
 
 @dataclass
@@ -52,12 +60,23 @@ class ModelSettings:
     attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2
     lora: LoraSettings | None = None
     max_length: int = 1024  # longest training sequence in tokens (Qwen3 presets carry their context length)
+    # RoPE scaling set on the loaded model's config (transformers 5 calls it ``rope_parameters``), e.g.
+    # {rope_type: yarn, factor: 4.0, original_max_position_embeddings: 32768}; saved with the trained model.
+    rope_scaling: dict[str, Any] | None = None
+    long_context: bool = False  # shorthand for rope_scaling = Qwen3's YaRN x4 (32K -> 128K); raise max_length too
 
     def __post_init__(self):
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if self.max_length <= 0:
             raise ValueError(f"model.max_length must be positive, got {self.max_length}")
+        if self.long_context:
+            if self.rope_scaling not in (None, QWEN3_YARN):
+                raise ValueError("model.long_context sets rope_scaling to Qwen3's YaRN; give long_context or "
+                                 "rope_scaling, not both")
+            self.rope_scaling = dict(QWEN3_YARN)
+        if self.rope_scaling is not None and "rope_type" not in self.rope_scaling:
+            raise ValueError(f"model.rope_scaling needs a rope_type (e.g. yarn), got {self.rope_scaling}")
 
 
 @dataclass
@@ -198,6 +217,52 @@ def begin_stage(output_dir: str, threads: int, tag: str) -> Path | None:
     return out
 
 
+# ---------------------------------------------------------------- processes (accelerate launch / torchrun)
+# Under a launcher every process runs the whole main(). All of them train (the trainer shards the data and syncs the
+# gradients); only the main process builds shared files, evaluates and writes the stage; the others wait for it.
+
+_WAIT_GROUP: tuple | None = None  # (the default process group it belongs to, a gloo group with a long timeout)
+WAIT_TIMEOUT = datetime.timedelta(hours=24)
+
+
+def is_main_process() -> bool:
+    """True in the one process that writes a stage's files and evaluates: the only process of a plain run, global
+    rank 0 under ``accelerate launch`` / torchrun (read from RANK before the trainer sets up torch.distributed)."""
+    import torch.distributed as dist
+
+    return True
+
+
+def barrier() -> None:
+    """Wait until every process gets here; a no-op in a single process. Every process must call it equally often.
+
+    The others wait here while the main process evaluates or builds data, which can outlast the trainer's own
+    collective timeout (``ddp_timeout``, 30 min; NCCL's 10 min), so the wait runs on its own gloo group with a
+    24-hour timeout. If the main process dies instead, the launcher stops the others.
+    """
+    import torch.distributed as dist
+
+    global _WAIT_GROUP
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    world = dist.group.WORLD
+    if _WAIT_GROUP is None or _WAIT_GROUP[0] is not world:
+        _WAIT_GROUP = (world, dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT))
+    dist.barrier(group=_WAIT_GROUP[1])
+
+
+def broadcast_from_main(value):
+    """The main process's ``value`` in every process (pickled); ``value`` itself in a single process."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    barrier()  # creates the gloo group on every rank, and lets the others wait with its long timeout
+    box = [value]
+    dist.broadcast_object_list(box, src=0, group=_WAIT_GROUP[1])
+    return box[0]
+
+
 def is_complete(stage_dir: str | Path) -> bool:
     return (Path(stage_dir) / STAGE_FILE).is_file()
 
@@ -275,20 +340,80 @@ def load_tokenizer(name_or_path: str, key: str = "model.name_or_path"):
 
 
 def load_model(settings: ModelSettings, key: str = "model"):
-    """Load a causal LM for training (router logits off for generation; the trainer turns them on)."""
+    """Load a causal LM for training (router logits off for generation; the trainer turns them on), with the
+    settings' RoPE scaling applied and, for QLoRA (``lora.quantize: 4bit``), the base model in 4 bits."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
+    quantization = quantization_config(settings.lora, f"{key}.lora.quantize")
     path = resolve_model_path(settings.name_or_path, f"{key}.name_or_path")
+    extra: dict[str, Any] = {}
+    if settings.rope_scaling:
+        extra["config"] = with_rope_scaling(AutoConfig.from_pretrained(path), settings.rope_scaling,
+                                            f"{key}.rope_scaling")
+    if quantization is not None:
+        extra["quantization_config"] = quantization
     model = AutoModelForCausalLM.from_pretrained(
         path,
         dtype=getattr(torch, settings.dtype),
         attn_implementation=settings.attn_implementation,
+        **extra,
     )
     # transformers pitfall: a config saved with output_router_logits=True crashes generate() with a KV cache.
     if hasattr(model.config, "output_router_logits"):
         model.config.output_router_logits = False
+    if quantization is not None:
+        from peft import prepare_model_for_kbit_training
+
+        # QLoRA's recipe: freeze the 4-bit base, keep norms in float32, checkpoint activations (TRL does not do it)
+        model = prepare_model_for_kbit_training(model)
     return model
+
+
+def with_rope_scaling(config, rope_scaling: dict[str, Any], key: str = "model.rope_scaling"):
+    """``config`` with RoPE scaling merged into ``rope_parameters`` (transformers 5's name for ``rope_scaling``;
+    ``rope_theta`` is kept) and ``max_position_embeddings`` raised to the scaled context.
+
+        with_rope_scaling(config, QWEN3_YARN).rope_parameters["rope_type"]   # "yarn"
+    """
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    if rope_scaling["rope_type"] not in ROPE_INIT_FUNCTIONS:  # transformers only warns, then fails at model init
+        raise ConfigError(f"{key}: unknown rope_type {rope_scaling['rope_type']!r}; known: "
+                          f"{sorted(ROPE_INIT_FUNCTIONS)}")
+    config.rope_parameters = {**(config.rope_parameters or {}), **rope_scaling}
+    factor, original = rope_scaling.get("factor"), rope_scaling.get("original_max_position_embeddings")
+    if factor and original:
+        config.max_position_embeddings = max(config.max_position_embeddings, int(factor * original))
+    try:
+        config.validate_rope()
+    except KeyError as e:  # a required key of the rope type is missing
+        raise ConfigError(f"{key}: {e.args[0]}") from None
+    return config
+
+
+def quantization_config(lora: LoraSettings | None, key: str = "model.lora.quantize"):
+    """transformers' ``BitsAndBytesConfig`` for QLoRA (NF4, double quantization, bf16 compute), or None when
+    ``lora.quantize`` is not set. bitsandbytes 4-bit needs the package and a CUDA GPU; without them this is a
+    ConfigError that says which is missing."""
+    if lora is None or lora.quantize is None:
+        return None
+    import importlib.util
+
+    import torch
+
+    missing = []
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("bitsandbytes is not installed (pip install bitsandbytes)")
+    if not torch.cuda.is_available():
+        missing.append("no CUDA GPU is visible")
+    if missing:
+        raise ConfigError(f"{key}: {lora.quantize} (QLoRA) needs bitsandbytes and a CUDA GPU, but "
+                          f"{' and '.join(missing)}; remove {key} to train LoRA on the unquantized model")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
 
 
 def is_moe(model) -> bool:
@@ -318,16 +443,19 @@ def lora_config(settings: LoraSettings, model, key: str = "model.lora"):
     )
 
 
-def save_model_dir(model, tokenizer, out_dir: Path) -> None:
-    """Save a servable model dir: LoRA merged, router-logit flag reset, tokenizer + chat template beside it."""
+def save_model_dir(model, tokenizer, out_dir: Path, state_dict: dict | None = None) -> None:
+    """Save a servable model dir: LoRA merged, router-logit flag reset, tokenizer + chat template beside it.
+    ``state_dict``: the full weights gathered from sharded training (ZeRO-3, FSDP), saved instead of the model's own."""
     from peft import PeftModel
 
     if isinstance(model, PeftModel):
+        if state_dict is not None:
+            raise NotImplementedError("merging LoRA weights gathered from sharded training (ZeRO-3, FSDP)")
         model = model.merge_and_unload()
     if hasattr(model.config, "output_router_logits"):
         model.config.output_router_logits = False
     model.config.use_cache = True
-    model.save_pretrained(out_dir)
+    model.save_pretrained(out_dir, state_dict=state_dict)
     tokenizer.save_pretrained(out_dir)
 
 
@@ -344,8 +472,9 @@ def last_valid_checkpoint(checkpoints: Path) -> Path | None:
             json.loads((d / "trainer_state.json").read_text())
             valid.append(d)
         except (OSError, ValueError):
-            print(f"[posttrain] removing the half-written {d} (interrupted while saving)", flush=True)
-            shutil.rmtree(d, ignore_errors=True)
+            if is_main_process():  # every rank looks; one deletes
+                print(f"[posttrain] removing the half-written {d} (interrupted while saving)", flush=True)
+                shutil.rmtree(d, ignore_errors=True)
     return valid[-1] if valid else None
 
 
@@ -361,14 +490,29 @@ def train_resumable(trainer, out_dir: Path, tag: str) -> tuple[list[dict], float
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.time() - t0
     log = trainer.state.log_history
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    if is_main_process():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
     return log, seconds
 
 
 def save_and_reload(trainer, tokenizer, out_dir: Path, settings: ModelSettings):
-    """Save the trained model as a servable dir and load it back as evaluation will see it."""
-    save_model_dir(trainer.model, tokenizer, out_dir)
+    """Save the trained model as a servable dir and load it back as evaluation will see it.
+
+    Every process calls it (gathering sharded weights is collective); the main process saves and gets the model
+    back, the others get None: only the main process evaluates.
+    """
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
+
+    state_dict = None
+    zero3 = trainer.is_deepspeed_enabled and is_deepspeed_zero3_enabled()
+    if zero3 or trainer.is_fsdp_enabled:  # each process holds a shard: gather the whole weights on the main one
+        state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped if zero3 else trainer.model)
+    if not is_main_process():
+        return None
+    save_model_dir(trainer.model, tokenizer, out_dir, state_dict)
+    if zero3:  # training is over: load the saved model whole, not into ZeRO-3 shards (from_pretrained would)
+        unset_hf_deepspeed_config()
     return load_model(ModelSettings(name_or_path=str(out_dir), dtype=settings.dtype,
                                     attn_implementation=settings.attn_implementation))
 

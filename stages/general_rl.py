@@ -28,9 +28,11 @@ from data_recipes.fusion import FLAGS, with_flag
 from stages.common import (
     ModelSettings,
     RecipeSpec,
+    barrier,
     begin_stage,
     build_data,
     finish_stage,
+    is_main_process,
     load_model,
     load_tokenizer,
     lora_config,
@@ -40,7 +42,7 @@ from stages.config import ConfigError, run_cli, to_dict
 from stages.evaluate import EvalSettings, FollowSettings, evaluate, format_table, think_follow
 from stages.generation import SamplingSettings, generate
 from stages.moe import MoESettings
-from stages.reasoning_rl import DynamicSamplingSettings, RewardSpec, grpo_args, train_grpo
+from stages.reasoning_rl import DynamicSamplingSettings, RewardSpec, clipped_completions, grpo_args, train_grpo
 
 STAGE = "general_rl"
 
@@ -255,14 +257,19 @@ def main(cfg: GeneralRLConfig) -> Path:
     model = load_model(cfg.model)
     if cfg.model.lora:
         lora_config(cfg.model.lora, model)  # a LoRA target that matches nothing fails now, before anything is written
+    # under a launcher every process trains; one evaluates and writes the stage, the others wait for it
     before = None
-    if cfg.eval_before:
+    if cfg.eval_before and is_main_process():
         before = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights),
                   "math": evaluate(model, tokenizer, cfg.eval, cfg.seed),
                   "follow": think_follow(model, tokenizer, cfg.follow, cfg.seed)}
         print(format_table(before["math"], f"[general] before: {cfg.model.name_or_path}"), flush=True)
+    barrier()  # the others wait here, not in the trainer's first collective (it times out sooner)
     model, trainer, log, train_seconds = train_grpo(model, tokenizer, train, funcs, args, cfg.model,
                                                     cfg.dynamic_sampling, out, "general", cfg.moe)
+    if not is_main_process():  # wait for the main process to evaluate and write the stage (its barrier below)
+        barrier()
+        return out
     after = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights),
              "math": evaluate(model, tokenizer, cfg.eval, cfg.seed),
              "follow": think_follow(model, tokenizer, cfg.follow, cfg.seed)}
@@ -286,7 +293,8 @@ def main(cfg: GeneralRLConfig) -> Path:
         "metrics": {
             "train": {"steps": trainer.state.global_step, "seconds": round(train_seconds, 1),
                       "reward_curve": [{"step": r["step"], "reward": r["reward"]} for r in log if "reward" in r],
-                      "per_task_curves": curves},
+                      "per_task_curves": curves,
+                      "clipped_completions": clipped_completions(log, args.max_completion_length, "general")},
             "eval": after["math"],
             "tasks": after["tasks"]["tasks"],
             "think_follow": after["follow"],
@@ -296,6 +304,7 @@ def main(cfg: GeneralRLConfig) -> Path:
         "wall_seconds": round(time.time() - t_start, 1),
     })
     print(f"[general] done: {out} ({time.time() - t_start:.0f} s)", flush=True)
+    barrier()
     return out
 
 

@@ -19,9 +19,11 @@ from typing import Any
 from stages.common import (
     ModelSettings,
     RecipeSpec,
+    barrier,
     begin_stage,
     build_data,
     finish_stage,
+    is_main_process,
     load_model,
     load_tokenizer,
     lora_config,
@@ -132,6 +134,25 @@ def train_grpo(model, tokenizer, train, reward_funcs, args, settings: ModelSetti
     return save_and_reload(trainer, tokenizer, out, settings), trainer, log, seconds
 
 
+def clipped_completions(log: list[dict], max_completion_length: int | None, tag: str) -> dict:
+    """Completions cut off at ``max_completion_length`` (no eos: the long-CoT trace or its answer never came),
+    from TRL's ``completions/clipped_ratio`` of each logged step: the mean over the run, the last and the highest
+    value. Warns when any completion was clipped.
+
+        clipped_completions(trainer.state.log_history, 512, "rl")   # {"mean_ratio": 0.25, ...}
+    """
+    ratios = [r["completions/clipped_ratio"] for r in log if "completions/clipped_ratio" in r]
+    summary = {"max_completion_length": max_completion_length, "logged_steps": len(ratios),
+               "mean_ratio": round(sum(ratios) / len(ratios), 4) if ratios else None,
+               "last_ratio": ratios[-1] if ratios else None, "max_ratio": max(ratios) if ratios else None}
+    if ratios and max(ratios) > 0:
+        print(f"[{tag}] warning: {summary['mean_ratio']:.1%} of completions (mean of {len(ratios)} logged steps, "
+              f"at most {summary['max_ratio']:.1%}) were cut off at max_completion_length={max_completion_length}; "
+              f"raise trainer.max_completion_length, or set trainer.mask_truncated_completions=true to leave them "
+              f"out of the loss", flush=True)
+    return summary
+
+
 def main(cfg: ReasoningRLConfig) -> Path:
     out = begin_stage(cfg.output_dir, cfg.threads, "rl")
     if out is None:
@@ -148,12 +169,17 @@ def main(cfg: ReasoningRLConfig) -> Path:
     model = load_model(cfg.model)
     if cfg.model.lora:
         lora_config(cfg.model.lora, model)  # a LoRA target that matches nothing fails now, before anything is written
-    before = evaluate(model, tokenizer, cfg.eval, cfg.seed) if cfg.eval_before else None
+    # under a launcher every process trains; one evaluates and writes the stage, the others wait for it
+    before = evaluate(model, tokenizer, cfg.eval, cfg.seed) if cfg.eval_before and is_main_process() else None
     if before:
         print(format_table(before, f"[rl] before: {cfg.model.name_or_path}"), flush=True)
+    barrier()  # the others wait here, not in the trainer's first collective (it times out sooner)
 
     model, trainer, log, train_seconds = train_grpo(model, tokenizer, train, reward_funcs, args, cfg.model,
                                                     cfg.dynamic_sampling, out, "rl", cfg.moe)
+    if not is_main_process():  # wait for the main process to evaluate and write the stage (its barrier below)
+        barrier()
+        return out
     after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
     print(format_table(after, f"[rl] after: {out}"), flush=True)
     curve = [{"step": r["step"], "reward": r["reward"]} for r in log if "reward" in r]
@@ -163,7 +189,8 @@ def main(cfg: ReasoningRLConfig) -> Path:
         "config": to_dict(cfg),
         "data": {"rows": len(train), "fingerprint": train._fingerprint},
         "metrics": {
-            "train": {"steps": trainer.state.global_step, "seconds": round(train_seconds, 1), "reward_curve": curve},
+            "train": {"steps": trainer.state.global_step, "seconds": round(train_seconds, 1), "reward_curve": curve,
+                      "clipped_completions": clipped_completions(log, args.max_completion_length, "rl")},
             "eval": after,
             **({"eval_before": before} if before else {}),
             **({"moe": trainer.moe_summary} if trainer.moe_summary else {}),
@@ -171,6 +198,7 @@ def main(cfg: ReasoningRLConfig) -> Path:
         "wall_seconds": round(time.time() - t_start, 1),
     })
     print(f"[rl] done: {out} ({time.time() - t_start:.0f} s)", flush=True)
+    barrier()
     return out
 
 

@@ -21,13 +21,17 @@ from data_recipes.filters import FilterSettings, apply_filters
 from stages.common import (
     ModelSettings,
     RecipeSpec,
+    barrier,
     begin_stage,
+    broadcast_from_main,
     build_data,
     finish_stage,
+    is_main_process,
     is_moe,
     load_model,
     load_tokenizer,
     lora_config,
+    quantization_config,
     save_and_reload,
     train_resumable,
     trainer_defaults,
@@ -66,6 +70,7 @@ def main(cfg: SFTStageConfig) -> Path:
     t_start = time.time()
     args = build_trainer_args(SFTConfig, trainer_defaults(cfg.trainer), "", output_dir=str(out / "checkpoints"),
                               seed=cfg.seed, max_length=cfg.model.max_length)
+    quantization_config(cfg.model.lora)  # QLoRA without bitsandbytes or a GPU fails now, not after the filters
 
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     train, data_report = prepare_data(cfg, tokenizer)
@@ -76,18 +81,27 @@ def main(cfg: SFTStageConfig) -> Path:
         train, data_report["too_easy"] = drop_too_easy(train, model, tokenizer, cfg.eval)
     if len(train) == 0:
         raise ValueError(f"[sft] no training rows left after filtering: {json.dumps(data_report['dropped'])}")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "data_report.json", data_report)
-    print(f"[sft] data: {data_report['rows_kept']} of {data_report['rows_in']} rows kept; dropped "
-          f"{data_report['dropped']}", flush=True)
+    dropped_long = data_report["dropped"].get("over_length")  # None: the over_length filter is off
+    truncated = count_over_length(train, tokenizer, cfg.model.max_length, "sft") if dropped_long is None else 0
+    data_report["over_length"] = {"max_length": cfg.model.max_length, "dropped": dropped_long or 0,
+                                  "truncated": truncated}
+    if is_main_process():  # under a launcher every process builds the same rows; one writes and evaluates
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "data_report.json", data_report)
+        print(f"[sft] data: {data_report['rows_kept']} of {data_report['rows_in']} rows kept; dropped "
+              f"{data_report['dropped']}", flush=True)
 
     before = None
-    if cfg.eval_before:
+    if cfg.eval_before and is_main_process():
         before = evaluate(model, tokenizer, cfg.eval, cfg.seed)
         print(format_table(before, "[sft] before training"), flush=True)
+    barrier()  # the others wait here, not in the trainer's first collective (it times out sooner)
 
     model, trainer, log, train_seconds = train_sft(model, tokenizer, train, args, cfg.model, out, "sft",
                                                       cfg.moe)
+    if not is_main_process():  # the main process evaluates and writes the stage; wait for it (its barrier below)
+        barrier()
+        return out
     after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
     print(format_table(after, f"[sft] evaluation of {out}"), flush=True)
 
@@ -96,7 +110,8 @@ def main(cfg: SFTStageConfig) -> Path:
         "stage": STAGE,
         "input_model": cfg.model.name_or_path,
         "config": to_dict(cfg),
-        "data": {"rows": len(train), "fingerprint": train._fingerprint, "report": "data_report.json"},
+        "data": {"rows": len(train), "fingerprint": train._fingerprint, "report": "data_report.json",
+                 "over_length": data_report["over_length"]},
         "metrics": {
             "train": {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
                       "final_loss": losses[-1] if losses else None, "seconds": round(train_seconds, 1),
@@ -108,6 +123,7 @@ def main(cfg: SFTStageConfig) -> Path:
         "wall_seconds": round(time.time() - t_start, 1),
     })
     print(f"[sft] done: {out} ({time.time() - t_start:.0f} s)", flush=True)
+    barrier()
     return out
 
 
@@ -145,20 +161,39 @@ def filter_rows(rows, filters: FilterSettings, eval_data: RecipeSpec, tokenizer,
                     for msgs in eval_rows["messages"]]
 
     def count_tokens(messages: list[dict]) -> int:
-        return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+        return chat_tokens(tokenizer, messages)
 
     return apply_filters(rows, filters, eval_prompts=eval_prompts, count_tokens=count_tokens, max_tokens=max_length)
+
+
+def chat_tokens(tokenizer, messages: list[dict]) -> int:
+    """Length in tokens of a conversation as the trainer sees it (the chat template's rendering)."""
+    return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+
+
+def count_over_length(rows, tokenizer, max_length: int, tag: str) -> int:
+    """How many ``messages`` rows are longer than ``max_length`` tokens. TRL truncates them (a long-CoT trace
+    loses its end, the answer included), so a stage that keeps them says so."""
+    n = sum(chat_tokens(tokenizer, messages) > max_length for messages in rows["messages"])
+    if n:
+        print(f"[{tag}] warning: {n} of {len(rows)} training rows are longer than model.max_length={max_length} "
+              f"tokens and will be truncated; raise model.max_length or enable the over_length filter to drop "
+              f"them", flush=True)
+    return n
 
 
 def drop_too_easy(train, model, tokenizer, settings: EvalSettings):
     """Qwen3's query filter: drop problems the model already answers correctly without thinking."""
     from rewards import get_reward
 
-    prompts = [[m for m in msgs if m["role"] != "assistant"] for msgs in train["messages"]]
-    texts = generate(model, tokenizer, prompts, enable_thinking=False, sampling=settings.sampling,
-                     batch_size=settings.batch_size)
-    scores = get_reward(settings.verifier)(texts, solution=train["solution"], prompts=prompts)
-    keep = [i for i, s in enumerate(scores) if not s]
+    keep = None
+    if is_main_process():  # generation may sample: one process decides, so that every process trains on the same rows
+        prompts = [[m for m in msgs if m["role"] != "assistant"] for msgs in train["messages"]]
+        texts = generate(model, tokenizer, prompts, enable_thinking=False, sampling=settings.sampling,
+                         batch_size=settings.batch_size)
+        scores = get_reward(settings.verifier)(texts, solution=train["solution"], prompts=prompts)
+        keep = [i for i, s in enumerate(scores) if not s]
+    keep = broadcast_from_main(keep)
     return train.select(keep), len(train) - len(keep)
 
 

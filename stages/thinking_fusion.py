@@ -34,9 +34,11 @@ from data_recipes.fusion import (
 from stages.common import (
     ModelSettings,
     RecipeSpec,
+    barrier,
     begin_stage,
     build_data,
     finish_stage,
+    is_main_process,
     load_model,
     load_tokenizer,
     lora_config,
@@ -58,7 +60,7 @@ from stages.evaluate import (
 )
 from stages.generation import SamplingSettings, generate
 from stages.moe import MoESettings
-from stages.sft import filter_rows, train_sft
+from stages.sft import count_over_length, filter_rows, train_sft
 
 STAGE = "thinking_fusion"
 DATA_DIR = "fused_data"
@@ -119,14 +121,26 @@ def main(cfg: FusionStageConfig) -> Path:
     if cfg.model.lora:
         lora_config(cfg.model.lora, model)  # a LoRA target that matches nothing fails now, before anything is written
 
-    before = None
-    if cfg.eval_before:
-        before = evaluate(model, tokenizer, cfg.eval, cfg.seed)
-        print(format_table(before, f"[fusion] before: {cfg.model.name_or_path}"), flush=True)
-    train, card = fused_dataset(cfg, model, tokenizer, out)
+    # Under a launcher every process trains; one evaluates, samples and saves the fused data, and writes the stage.
+    before = train = None
+    if is_main_process():
+        if cfg.eval_before:
+            before = evaluate(model, tokenizer, cfg.eval, cfg.seed)
+            print(format_table(before, f"[fusion] before: {cfg.model.name_or_path}"), flush=True)
+        train, card = fused_dataset(cfg, model, tokenizer, out)
+    barrier()  # the others wait here (not in the trainer's first collective, which times out sooner) ...
+    if train is None:
+        train, card = fused_dataset(cfg, model, tokenizer, out)  # ... and load what it saved (same manifest key)
+    # Only the rejection samples pass the over_length filter: count the rows TRL will truncate (other recipes').
+    over_length = {"max_length": cfg.model.max_length,
+                   "dropped": card["rejection_sampling"].get("dropped_by_filter", {}).get("over_length", 0),
+                   "truncated": count_over_length(train, tokenizer, cfg.model.max_length, "fusion")}
 
     model, trainer, log, train_seconds = train_sft(model, tokenizer, train, args, cfg.model, out, "fusion",
                                                       cfg.moe)
+    if not is_main_process():  # wait for the main process to evaluate and write the stage (its barrier below)
+        barrier()
+        return out
     after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
     print(format_table(after, f"[fusion] after: {out}"), flush=True)
     follow = think_follow(model, tokenizer, cfg.follow, cfg.seed)
@@ -141,7 +155,7 @@ def main(cfg: FusionStageConfig) -> Path:
         "stage": STAGE,
         "input_model": cfg.model.name_or_path,
         "config": to_dict(cfg),
-        "data": {"rows": len(train), "dir": DATA_DIR, "card": card},
+        "data": {"rows": len(train), "dir": DATA_DIR, "card": card, "over_length": over_length},
         "metrics": {
             "train": {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
                       "final_loss": losses[-1] if losses else None, "seconds": round(train_seconds, 1)},
@@ -154,6 +168,7 @@ def main(cfg: FusionStageConfig) -> Path:
         "wall_seconds": round(time.time() - t_start, 1),
     })
     print(f"[fusion] done: {out} ({time.time() - t_start:.0f} s)", flush=True)
+    barrier()
     return out
 
 

@@ -97,6 +97,8 @@ def test_stage4_trains_on_a_task_mixture_and_reports_per_task_before_and_after(t
     assert record["metrics"]["comparison"]["tasks"] == 3
     curves = record["metrics"]["train"]["per_task_curves"]
     assert any(k.startswith("rewards/tool_calc/tool_call") for k in curves)
+    clipped = record["metrics"]["train"]["clipped_completions"]  # 8-token completions: some are cut off
+    assert clipped["max_completion_length"] == 8 and clipped["logged_steps"] >= 1 and clipped["mean_ratio"] > 0
     assert "think_follow" in record["metrics"]["think_follow"]
 
 

@@ -44,6 +44,22 @@ def test_grpo_with_dynamic_sampling_trains_and_writes_the_stage(tmp_path, tiny_m
     assert any(not torch.equal(before[k], after[k]) for k in before)
     log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     assert any("dynamic_sampling/refill_rounds" in r for r in log)
+    # completions cut off at max_completion_length (8 tokens: most of them here) are reported, not silent
+    ratios = [r["completions/clipped_ratio"] for r in log if "completions/clipped_ratio" in r]
+    clipped = record["metrics"]["train"]["clipped_completions"]
+    assert clipped["max_completion_length"] == 8 and clipped["logged_steps"] == len(ratios) == 2
+    assert clipped["mean_ratio"] == pytest.approx(sum(ratios) / 2, abs=1e-4) and clipped["mean_ratio"] > 0
+
+
+def test_clipped_completions_summarise_trls_logged_clipped_ratio(capsys):
+    log = [{"step": 1, "completions/clipped_ratio": 0.5}, {"step": 2, "loss": 0.1},
+           {"step": 2, "completions/clipped_ratio": 0.0}, {"step": 3, "completions/clipped_ratio": 0.25}]
+    assert reasoning_rl.clipped_completions(log, 64, "rl") == {
+        "max_completion_length": 64, "logged_steps": 3, "mean_ratio": 0.25, "last_ratio": 0.25, "max_ratio": 0.5}
+    assert "warning: 25.0% of completions (mean of 3 logged steps, at most 50.0%) were cut off at " \
+           "max_completion_length=64" in capsys.readouterr().out
+    assert reasoning_rl.clipped_completions([{"step": 1, "completions/clipped_ratio": 0.0}], 64, "rl")["max_ratio"] == 0
+    assert "warning" not in capsys.readouterr().out
 
 
 def test_unknown_loss_type_and_reward_are_config_errors(tmp_path, tiny_moe_dir):

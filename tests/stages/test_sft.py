@@ -111,6 +111,30 @@ def test_all_rows_filtered_out_is_a_clear_error(tmp_path, tiny_moe_dir):
     assert not (tmp_path / "out" / STAGE_FILE).exists()
 
 
+@pytest.mark.parametrize("enabled", [["wrong_answer"], ["wrong_answer", "over_length"]])
+def test_rows_over_max_length_are_counted_dropped_or_truncated(tmp_path, tiny_moe_dir, capsys, enabled):
+    """Long-CoT rows over model.max_length are never cut silently: the over_length filter drops them, and with the
+    filter off (TRL truncates them) stage.json counts them and the stage warns."""
+    from stages.common import load_tokenizer
+
+    cfg = config(tmp_path, tiny_moe_dir, "model.max_length=300", f"filters.enabled={enabled}")
+    tokenizer = load_tokenizer(str(tiny_moe_dir))
+    rows, _ = sft.prepare_data(config(tmp_path, tiny_moe_dir, "filters.enabled=[wrong_answer]"), tokenizer)
+    lengths = [len(tokenizer.apply_chat_template(m, tokenize=True, return_dict=True)["input_ids"])
+               for m in rows["messages"]]
+    over = sum(n > 300 for n in lengths)
+    assert 0 < over < len(lengths)  # the data has rows on both sides of the limit
+    out = sft.main(cfg)
+    record = json.loads((out / STAGE_FILE).read_text())
+    filtered = "over_length" in enabled
+    expected = {"max_length": 300, "dropped": over if filtered else 0, "truncated": 0 if filtered else over}
+    assert record["data"]["over_length"] == expected
+    assert json.loads((out / "data_report.json").read_text())["over_length"] == expected
+    assert record["data"]["rows"] == len(lengths) - (over if filtered else 0)
+    warned = f"warning: {over} of {len(lengths)} training rows are longer than model.max_length=300"
+    assert (warned in capsys.readouterr().out) == (not filtered)
+
+
 def test_qwen3_lora_config_runs_on_local_stand_ins(tmp_path, tiny_dense_dir):
     """The real-model job (Qwen3-0.6B preset, LoRA on every linear layer, hub dataset with a messages column),
     with a local dense stand-in for the weights and a local folder standing in for the hub dataset."""

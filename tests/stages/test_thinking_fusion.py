@@ -39,7 +39,7 @@ def config(tmp_path, model_dir, *overrides):
 
 
 def test_stage3_builds_the_fused_data_trains_and_reports_modes_follow_and_budgets(tmp_path, tiny_moe_dir):
-    out = thinking_fusion.main(config(tmp_path, finished_input(tmp_path, tiny_moe_dir)))
+    out = thinking_fusion.main(config(tmp_path, finished_input(tmp_path, tiny_moe_dir), "model.max_length=160"))
     record = json.loads((out / STAGE_FILE).read_text())
     assert record["stage"] == "thinking_fusion" and record["metrics"]["train"]["steps"] == 2
     card = record["data"]["card"]
@@ -55,6 +55,17 @@ def test_stage3_builds_the_fused_data_trains_and_reports_modes_follow_and_budget
     assert follow["turns_judged"] == 3 + 2 * 2 and 0 <= follow["think_follow"] <= 1
     assert [r["budget"] for r in metrics["thinking_budget"]] == [0, 4, None]
     assert (out / "thinking_budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # only rejection samples pass the over_length filter: longer rows of the other sources are counted (TRL cuts them)
+    import datasets
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    rows = datasets.load_from_disk(str(out / "fused_data" / "rows"))
+    over = sum(len(tokenizer.apply_chat_template(m, tokenize=True, return_dict=True)["input_ids"]) > 160
+               for m in rows["messages"])
+    assert 0 < over < len(rows)
+    assert record["data"]["over_length"] == {"max_length": 160, "truncated": over,
+                                             "dropped": card["rejection_sampling"]["dropped_by_filter"]["over_length"]}
 
 
 def test_a_rerun_after_a_crash_reuses_the_saved_fused_dataset(tmp_path, tiny_moe_dir, monkeypatch, capsys):
