@@ -64,7 +64,7 @@ def run(variant: str, args, out_root: Path) -> dict:
         f"output_dir={out}", f"threads={args.threads}", f"moe.balance={variant}",
         *([f"moe.coef={args.coef}"] if args.coef is not None else []),
         f"data={recipe_yaml(args.rows_per_domain, 0)}",
-        "filters.enabled=[unverifiable, wrong_answer, over_length]",
+        "filters.enabled=[wrong_answer, over_length]",  # instruction and code rows have no math answer
         "eval.data.kwargs.n=50", "eval.modes=[think]", "eval.batch_size=50",
         "trainer.packing=false", "trainer.per_device_train_batch_size=1",
         f"trainer.gradient_accumulation_steps={args.accumulation}", f"trainer.max_steps={args.steps}",

@@ -6,6 +6,7 @@ chat template saved) plus ``stage.json``, written last and atomically. ``stage.j
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -230,14 +231,16 @@ def is_main_process() -> bool:
     rank 0 under ``accelerate launch`` / torchrun (read from RANK before the trainer sets up torch.distributed)."""
     import torch.distributed as dist
 
-    return True
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def barrier() -> None:
     """Wait until every process gets here; a no-op in a single process. Every process must call it equally often.
 
     The others wait here while the main process evaluates or builds data, which can outlast the trainer's own
-    collective timeout (``ddp_timeout``, 30 min; NCCL's 10 min), so the wait runs on its own gloo group with a
+    collective timeout (``trainer.ddp_timeout``, 30 min by default), so the wait runs on its own gloo group with a
     24-hour timeout. If the main process dies instead, the launcher stops the others.
     """
     import torch.distributed as dist
@@ -261,6 +264,26 @@ def broadcast_from_main(value):
     box = [value]
     dist.broadcast_object_list(box, src=0, group=_WAIT_GROUP[1])
     return box[0]
+
+
+@contextlib.contextmanager
+def whole_weights(model):
+    """Within it, ``model`` has its whole weights on every process, for generation before training (evaluation,
+    rejection sampling); a no-op unless a ZeRO-3 launch loaded the model into shards (from_pretrained does once the
+    trainer args exist). Every process enters (the gathering is collective).
+
+        with whole_weights(model):
+            before = evaluate(model, ...) if is_main_process() else None
+    """
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        yield model
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+        yield model
 
 
 def is_complete(stage_dir: str | Path) -> bool:
@@ -502,19 +525,39 @@ def save_and_reload(trainer, tokenizer, out_dir: Path, settings: ModelSettings):
     Every process calls it (gathering sharded weights is collective); the main process saves and gets the model
     back, the others get None: only the main process evaluates.
     """
+    from peft import PeftModel
     from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
 
-    state_dict = None
+    model, state_dict = trainer.model, None
     zero3 = trainer.is_deepspeed_enabled and is_deepspeed_zero3_enabled()
-    if zero3 or trainer.is_fsdp_enabled:  # each process holds a shard: gather the whole weights on the main one
-        state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped if zero3 else trainer.model)
+    lora = isinstance(model, PeftModel)
+    if zero3 and lora:  # each process holds a shard: gather the trained (adapter) weights on the main one
+        state_dict = trainer.model_wrapped._zero3_consolidated_16bit_state_dict(exclude_frozen_parameters=True)
+    elif zero3 or trainer.is_fsdp_enabled:  # the whole weights
+        state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped if zero3 else model)
     if not is_main_process():
         return None
-    save_model_dir(trainer.model, tokenizer, out_dir, state_dict)
-    if zero3:  # training is over: load the saved model whole, not into ZeRO-3 shards (from_pretrained would)
+    if zero3:  # training is over: load models whole from here on, not into ZeRO-3 shards (from_pretrained would)
         unset_hf_deepspeed_config()
+    if lora and state_dict is not None:  # the shards' LoRA weights onto a whole copy of the input model, to merge
+        model, state_dict = with_trained_adapter(model, settings, state_dict), None
+    save_model_dir(model, tokenizer, out_dir, state_dict)
     return load_model(ModelSettings(name_or_path=str(out_dir), dtype=settings.dtype,
                                     attn_implementation=settings.attn_implementation))
+
+
+def with_trained_adapter(trained, settings: ModelSettings, state_dict: dict):
+    """The input model (loaded whole) with the LoRA config of ``trained`` and the gathered weights in
+    ``state_dict`` (peft's names; the adapter alone, or everything)."""
+    from peft import get_peft_model
+
+    model = get_peft_model(load_model(settings), trained.peft_config["default"])
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    lora_missing = [k for k in missing if "lora_" in k or "modules_to_save" in k]
+    if unexpected or lora_missing:
+        raise RuntimeError(f"gathered LoRA weights do not fit the model: unexpected {unexpected[:3]}, "
+                           f"missing {lora_missing[:3]}")
+    return model
 
 
 def peak_memory_mb() -> float:

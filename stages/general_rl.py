@@ -37,6 +37,7 @@ from stages.common import (
     load_tokenizer,
     lora_config,
     require_finished_input,
+    whole_weights,
 )
 from stages.config import ConfigError, run_cli, to_dict
 from stages.evaluate import EvalSettings, FollowSettings, evaluate, format_table, think_follow
@@ -259,10 +260,13 @@ def main(cfg: GeneralRLConfig) -> Path:
         lora_config(cfg.model.lora, model)  # a LoRA target that matches nothing fails now, before anything is written
     # under a launcher every process trains; one evaluates and writes the stage, the others wait for it
     before = None
-    if cfg.eval_before and is_main_process():
-        before = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights),
-                  "math": evaluate(model, tokenizer, cfg.eval, cfg.seed),
-                  "follow": think_follow(model, tokenizer, cfg.follow, cfg.seed)}
+    if cfg.eval_before:
+        with whole_weights(model):  # generation needs whole weights: a no-op unless ZeRO-3 sharded them
+            if is_main_process():
+                before = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights),
+                          "math": evaluate(model, tokenizer, cfg.eval, cfg.seed),
+                          "follow": think_follow(model, tokenizer, cfg.follow, cfg.seed)}
+    if before:
         print(format_table(before["math"], f"[general] before: {cfg.model.name_or_path}"), flush=True)
     barrier()  # the others wait here, not in the trainer's first collective (it times out sooner)
     model, trainer, log, train_seconds = train_grpo(model, tokenizer, train, funcs, args, cfg.model,

@@ -313,7 +313,9 @@ def finish_metrics(trainer, out: Path) -> dict | None:
         return None
     balance.tap.remove()
     summary = balance.summary()
-    if summary.get("load_share"):
+    from stages.common import is_main_process
+
+    if summary.get("load_share") and is_main_process():  # under a launcher one process writes the stage's files
         plot_expert_load(summary, out / "expert_load.png")
         summary["heatmap"] = "expert_load.png"
     return summary

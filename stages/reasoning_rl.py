@@ -31,6 +31,7 @@ from stages.common import (
     save_and_reload,
     train_resumable,
     trainer_defaults,
+    whole_weights,
 )
 from stages.config import ConfigError, build_trainer_args, run_cli, to_dict
 from stages.evaluate import EvalSettings, evaluate, format_table
@@ -170,7 +171,10 @@ def main(cfg: ReasoningRLConfig) -> Path:
     if cfg.model.lora:
         lora_config(cfg.model.lora, model)  # a LoRA target that matches nothing fails now, before anything is written
     # under a launcher every process trains; one evaluates and writes the stage, the others wait for it
-    before = evaluate(model, tokenizer, cfg.eval, cfg.seed) if cfg.eval_before and is_main_process() else None
+    before = None
+    if cfg.eval_before:
+        with whole_weights(model):  # generation needs whole weights: a no-op unless ZeRO-3 sharded them
+            before = evaluate(model, tokenizer, cfg.eval, cfg.seed) if is_main_process() else None
     if before:
         print(format_table(before, f"[rl] before: {cfg.model.name_or_path}"), flush=True)
     barrier()  # the others wait here, not in the trainer's first collective (it times out sooner)

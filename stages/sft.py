@@ -35,6 +35,7 @@ from stages.common import (
     save_and_reload,
     train_resumable,
     trainer_defaults,
+    whole_weights,
     write_json_atomic,
 )
 from stages.config import build_trainer_args, run_cli, to_dict
@@ -78,7 +79,8 @@ def main(cfg: SFTStageConfig) -> Path:
     if cfg.model.lora:
         lora_config(cfg.model.lora, model)  # a LoRA target that matches nothing fails now, before anything is written
     if cfg.drop_too_easy:
-        train, data_report["too_easy"] = drop_too_easy(train, model, tokenizer, cfg.eval)
+        with whole_weights(model):  # generation needs whole weights: a no-op unless ZeRO-3 sharded them
+            train, data_report["too_easy"] = drop_too_easy(train, model, tokenizer, cfg.eval)
     if len(train) == 0:
         raise ValueError(f"[sft] no training rows left after filtering: {json.dumps(data_report['dropped'])}")
     dropped_long = data_report["dropped"].get("over_length")  # None: the over_length filter is off
@@ -92,8 +94,10 @@ def main(cfg: SFTStageConfig) -> Path:
               f"{data_report['dropped']}", flush=True)
 
     before = None
-    if cfg.eval_before and is_main_process():
-        before = evaluate(model, tokenizer, cfg.eval, cfg.seed)
+    if cfg.eval_before:
+        with whole_weights(model):  # generation needs whole weights: a no-op unless ZeRO-3 sharded them
+            before = evaluate(model, tokenizer, cfg.eval, cfg.seed) if is_main_process() else None
+    if before:
         print(format_table(before, "[sft] before training"), flush=True)
     barrier()  # the others wait here, not in the trainer's first collective (it times out sooner)
 

@@ -45,6 +45,7 @@ from stages.common import (
     publish_dir,
     require_finished_input,
     trainer_defaults,
+    whole_weights,
     write_json_atomic,
 )
 from stages.config import build_trainer_args, run_cli, to_dict
@@ -123,11 +124,12 @@ def main(cfg: FusionStageConfig) -> Path:
 
     # Under a launcher every process trains; one evaluates, samples and saves the fused data, and writes the stage.
     before = train = None
-    if is_main_process():
-        if cfg.eval_before:
-            before = evaluate(model, tokenizer, cfg.eval, cfg.seed)
-            print(format_table(before, f"[fusion] before: {cfg.model.name_or_path}"), flush=True)
-        train, card = fused_dataset(cfg, model, tokenizer, out)
+    with whole_weights(model):  # generation needs whole weights: a no-op unless ZeRO-3 sharded them
+        if is_main_process():
+            if cfg.eval_before:
+                before = evaluate(model, tokenizer, cfg.eval, cfg.seed)
+                print(format_table(before, f"[fusion] before: {cfg.model.name_or_path}"), flush=True)
+            train, card = fused_dataset(cfg, model, tokenizer, out)
     barrier()  # the others wait here (not in the trainer's first collective, which times out sooner) ...
     if train is None:
         train, card = fused_dataset(cfg, model, tokenizer, out)  # ... and load what it saved (same manifest key)

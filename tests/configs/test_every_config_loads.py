@@ -11,6 +11,7 @@ import torch
 from pipelines.run import PipelineConfig
 from stages.common import ModelSettings
 from stages.config import build_trainer_args, load_config, load_yaml
+from stages.distill import DistillConfig
 from stages.evaluate import EvalConfig
 from stages.general_rl import GeneralRLConfig
 from stages.nano_base import NanoBaseConfig
@@ -21,8 +22,9 @@ from stages.thinking_fusion import FusionStageConfig
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 KIND = {"stage1_sft": SFTStageConfig, "stage2_grpo": ReasoningRLConfig, "stage3_fusion": FusionStageConfig,
         "stage4_general": GeneralRLConfig, "pipelines": PipelineConfig, "nano": NanoBaseConfig, "eval": EvalConfig,
-        "models": ModelSettings}
-ALL = sorted(p for p in CONFIGS.rglob("*.yaml"))
+        "models": ModelSettings, "distill": DistillConfig}
+# accelerate launcher configs are not stage configs: test_accelerate_configs.py checks them
+ALL = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "accelerate")
 
 
 def test_every_config_folder_has_a_known_kind():
@@ -65,9 +67,26 @@ def test_config_loads_and_its_names_resolve(path):
         args = build_trainer_args(GRPOConfig, trainer, str(path), output_dir="/tmp/unused", seed=cfg.seed,
                                   reward_weights=weights)
         assert len(funcs) == len(args.reward_weights)
+    if isinstance(cfg, DistillConfig):
+        from trl import DistillationConfig, SFTConfig
+
+        from data_recipes import get_recipe
+        from rewards import get_reward
+
+        for spec in [*cfg.offpolicy.queries, *cfg.onpolicy.prompts, *cfg.follow.data, cfg.eval.data]:
+            assert callable(get_recipe(spec.name))
+        assert callable(get_reward(cfg.offpolicy.filters.verifier))
+        for args_cls, section, key, forced in (
+                (SFTConfig, cfg.offpolicy.trainer, "offpolicy.trainer", {"max_length": cfg.model.student.max_length}),
+                (DistillationConfig, cfg.onpolicy.trainer, "onpolicy.trainer", {})):
+            trainer = dict(section)
+            if not torch.cuda.is_available():
+                trainer.update(use_cpu=True, bf16=False)
+            build_trainer_args(args_cls, trainer, str(path), key, output_dir="/tmp/unused", seed=cfg.seed, **forced)
     if isinstance(cfg, PipelineConfig):
         assert all(Path(step.config).is_file() for step in cfg.steps)
-    if isinstance(cfg, (SFTStageConfig, ReasoningRLConfig, FusionStageConfig, GeneralRLConfig, EvalConfig)):
+    if isinstance(cfg, (SFTStageConfig, ReasoningRLConfig, FusionStageConfig, GeneralRLConfig, EvalConfig,
+                        DistillConfig)):
         from rewards import get_reward
 
         assert callable(get_reward(cfg.eval.verifier))
