@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from stages.common import STAGE_FILE
+from tests.stages.test_thinking_fusion import TINY_ARGS as FUSION_TINY_ARGS
 
 REPO = Path(__file__).resolve().parents[2]
 ACCELERATE = Path(sys.executable).parent / "accelerate"
@@ -33,15 +34,8 @@ RL_ARGS = ["threads=1", "data.0.kwargs={n: 32, seed: 1, difficulty: 1}", "eval.d
            "trainer.save_steps=100", "trainer.learning_rate=1e-2", "dynamic_sampling.max_refill_rounds=1",
            "rewards=[{name: tests.stages.test_reasoning_rl:always_varied}]"]
 
-FUSION_ARGS = ["threads=1", "rejection.queries.0.kwargs.n=4", "rejection.samples_per_query=2",
-               "rejection.sampling.max_new_tokens=16",
-               "thinking=[{name: arithmetic, kwargs: {n: 8, seed: 5, difficulty: 1}}]",
-               "non_thinking=[{name: arithmetic, kwargs: {n: 8, seed: 3, difficulty: 1, answer_style: direct}}]",
-               "multi_turn.dialogs=3", "eval.data.kwargs.n=4", "eval.sampling.max_new_tokens=12", "eval.batch_size=4",
-               "follow.data=[{name: arithmetic, kwargs: {n: 4, seed: 0, difficulty: 1, split: eval}}]",
-               "follow.single_turn=3", "follow.dialogs=2", "follow.max_turns=2", "follow.max_new_tokens=12",
-               "budgets=[0, 4, null]", "trainer.max_steps=2", "trainer.logging_steps=1",
-               "trainer.per_device_train_batch_size=1", "trainer.save_steps=100", "model.max_length=160"]
+FUSION_ARGS = [*FUSION_TINY_ARGS, "trainer.per_device_train_batch_size=1", "trainer.save_steps=100",
+               "model.max_length=160"]
 
 
 def free_port() -> int:

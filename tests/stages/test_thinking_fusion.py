@@ -25,16 +25,21 @@ def finished_input(tmp_path, model_dir) -> Path:
     return d
 
 
+# A stage-3 run on a tiny model in seconds (also used by the multi-process tests).
+TINY_ARGS = [
+    "threads=1", "rejection.queries.0.kwargs.n=4", "rejection.samples_per_query=2",
+    "rejection.sampling.max_new_tokens=16",
+    "thinking=[{name: arithmetic, kwargs: {n: 8, seed: 5, difficulty: 1}}]",
+    "non_thinking=[{name: arithmetic, kwargs: {n: 8, seed: 3, difficulty: 1, answer_style: direct}}]",
+    "multi_turn.dialogs=3", "eval.data.kwargs.n=4", "eval.sampling.max_new_tokens=12", "eval.batch_size=4",
+    "follow.data=[{name: arithmetic, kwargs: {n: 4, seed: 0, difficulty: 1, split: eval}}]",
+    "follow.single_turn=3", "follow.dialogs=2", "follow.max_turns=2", "follow.max_new_tokens=12",
+    "budgets=[0, 4, null]", "trainer.max_steps=2", "trainer.logging_steps=1"]
+
+
 def config(tmp_path, model_dir, *overrides):
     return load_config(thinking_fusion.FusionStageConfig, REPO / "configs" / "stage3_fusion" / "nano.yaml", [
-        f"output_dir={tmp_path / 'out'}", f"model.name_or_path={model_dir}", "threads=1",
-        "rejection.queries.0.kwargs.n=4", "rejection.samples_per_query=2", "rejection.sampling.max_new_tokens=16",
-        "thinking=[{name: arithmetic, kwargs: {n: 8, seed: 5, difficulty: 1}}]",
-        "non_thinking=[{name: arithmetic, kwargs: {n: 8, seed: 3, difficulty: 1, answer_style: direct}}]",
-        "multi_turn.dialogs=3", "eval.data.kwargs.n=4", "eval.sampling.max_new_tokens=12", "eval.batch_size=4",
-        "follow.data=[{name: arithmetic, kwargs: {n: 4, seed: 0, difficulty: 1, split: eval}}]",
-        "follow.single_turn=3", "follow.dialogs=2", "follow.max_turns=2", "follow.max_new_tokens=12",
-        "budgets=[0, 4, null]", "trainer.max_steps=2", "trainer.logging_steps=1",
+        f"output_dir={tmp_path / 'out'}", f"model.name_or_path={model_dir}", *TINY_ARGS,
         "trainer.per_device_train_batch_size=2", *overrides])
 
 
