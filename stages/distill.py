@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import random
 import shutil
 import time
@@ -123,6 +124,9 @@ class DistillConfig:
 def main(cfg: DistillConfig) -> Path:
     from trl import DistillationConfig, DistillationTrainer, SFTConfig
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # teacher generation and evaluation are not split over ranks
+        raise ConfigError("distill runs in a single process: start it with python -m stages.distill (or make "
+                          "distill), not under accelerate launch / torchrun")
     out = begin_stage(cfg.output_dir, cfg.threads, "distill")
     if out is None:
         return Path(cfg.output_dir)

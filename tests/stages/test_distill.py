@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -227,3 +228,11 @@ def test_missing_sources_and_bad_shares_are_config_errors(tmp_path, teacher_dir,
         config(tmp_path, teacher_dir, tiny_dense_dir, "offpolicy.queries=[]")
     with pytest.raises(ConfigError, match="onpolicy.think_share"):
         config(tmp_path, teacher_dir, tiny_dense_dir, "onpolicy.think_share=1.5")
+
+
+def test_a_multi_process_launch_is_refused_with_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = SimpleNamespace(output_dir=str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match="distill runs in a single process"):
+        distill.main(cfg)
+    assert not (tmp_path / "out").exists()
