@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rewards.code import code_tests
-from rewards.format import mode_compliance, repetition_penalty, soft_overlong, think_format
+from rewards.format import mode_compliance, repetition_penalty, soft_overlong, think_format, thinking_budget
 from rewards.instruction import instruction_following, instruction_following_loose
 from rewards.math import math_accuracy
 from rewards.model_based import llm_judge, reward_model
@@ -46,6 +46,7 @@ REWARDS: dict[str, RewardFunction] = {
     "math_accuracy": math_accuracy,
     "think_format": think_format,
     "mode_compliance": mode_compliance,
+    "thinking_budget": thinking_budget,
     "repetition_penalty": repetition_penalty,
     "soft_overlong": soft_overlong,
     "code_tests": code_tests,

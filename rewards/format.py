@@ -5,6 +5,7 @@
   ``/no_think`` — Qwen3's hybrid thinking modes.
 - ``repetition_penalty``: ≤ 0, more negative the more n-grams repeat (open-r1 / DAPO style).
 - ``soft_overlong``: DAPO's soft overlong punishment.
+- ``thinking_budget``: the thinking stays within a budget of tokens (Qwen3's thinking budget).
 """
 
 from __future__ import annotations
@@ -224,4 +225,65 @@ def soft_overlong(
             scores.append((expected - length) / buffer)
         else:
             scores.append(-1.0)
+    return scores
+
+
+# ------------------------------------------------------------ thinking_budget
+
+
+def thinking_budget(
+    completions: list[Any],
+    completion_ids: list[Any] | None = None,
+    *,
+    budget: int | None = None,
+    thinking_budget: list[Any] | None = None,
+    chars_per_token: float = 4.0,
+    **columns: Any,
+) -> list[float | None]:
+    """Thinking-budget compliance: 1.0 when the thinking fits in the budget (tokens), falling linearly to 0.0
+    at twice the budget; 0.0 for a malformed think block (a reply cut off while thinking blew its budget); a
+    reply with no think block at all did not think, so it is within any budget. The budget is the row's
+    ``thinking_budget`` column, else the ``budget`` keyword; a row with neither gets None (not this reward's row).
+
+    Thinking length in tokens: the completion's token count (``completion_ids``, from TRL) times the thinking's
+    share of its characters — the reward has no tokenizer — else characters / ``chars_per_token``.
+
+    >>> thinking_budget(["<think>\\n" + "a" * 40 + "\\n</think>\\n\\n4", "<think>\\n\\n</think>\\n\\n4"], budget=10)
+    [1.0, 1.0]
+    >>> thinking_budget(["<think>\\n" + "a" * 60 + "\\n</think>\\n\\n4", "<think>\\n" + "a" * 100], budget=10)
+    [0.5, 0.0]
+    >>> thinking_budget(["<think>\\nab\\n</think>\\n\\n4"], thinking_budget=[None])
+    [None]
+    """
+    if budget is not None and budget <= 0:
+        raise ValueError(f"thinking_budget: budget must be positive, got {budget}")
+    if chars_per_token <= 0:
+        raise ValueError(f"thinking_budget: chars_per_token must be positive, got {chars_per_token}")
+    scores: list[float | None] = []
+    for i, completion in enumerate(completions):
+        limit = row_value(thinking_budget, i)
+        limit = budget if limit is None else limit
+        if limit is None:
+            scores.append(None)
+            continue
+        try:
+            limit = int(limit)
+        except (TypeError, ValueError):
+            scores.append(None)  # an unreadable budget cannot be judged
+            continue
+        if limit <= 0:
+            scores.append(None)
+            continue
+        text = completion_text(completion)
+        block = ("", text) if THINK_OPEN not in text and THINK_CLOSE not in text else _think_block(text)
+        if block is None:
+            scores.append(0.0)
+            continue
+        thinking = block[0].strip()
+        ids = row_value(completion_ids, i)
+        if isinstance(ids, (list, tuple)) and text:
+            used = len(ids) * len(thinking) / len(text)
+        else:
+            used = len(thinking) / chars_per_token
+        scores.append(round(max(0.0, min(1.0, 2.0 - used / limit)), 4))
     return scores

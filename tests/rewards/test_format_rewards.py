@@ -149,3 +149,40 @@ def test_soft_overlong_falls_back_to_characters_per_token_and_counts_thinking() 
     assert soft_overlong([text], max_length=150, buffer=50, chars_per_token=5.0) == [0.0]
     with pytest.raises(ValueError, match="buffer"):
         soft_overlong(["x"], max_length=10, buffer=20)
+
+
+# ------------------------------------------------------------ thinking_budget
+
+BUDGET_CASES = [  # (completion, budget column, completion_ids, expected)
+    ("<think>\n" + "a" * 40 + "\n</think>\n\n4", 10, None, 1.0),  # 10 tokens (40 chars / 4): at the budget
+    ("<think>\n" + "a" * 60 + "\n</think>\n\n4", 10, None, 0.5),  # 15 tokens: halfway to twice the budget
+    ("<think>\n" + "a" * 80 + "\n</think>\n\n4", 10, None, 0.0),  # twice the budget
+    ("<think>\n" + "a" * 400 + "\n</think>\n\n4", 10, None, 0.0),  # far over: never negative
+    ("<think>\n\n</think>\n\n4", 10, None, 1.0),  # /no_think: no thinking
+    ("4", 10, None, 1.0),  # no think block: no thinking
+    ("<think>\n" + "a" * 8, 10, None, 0.0),  # cut off while thinking
+    ("<think>\nab\n</think>\n\n4", None, None, None),  # no budget: not this reward's row
+    ("<think>\nab\n</think>\n\n4", "many", None, None),  # unreadable budget
+    # with token ids: 40 ids × the thinking's 16 of 43 characters = 14.9 tokens
+    ("<think>\n" + "a" * 16 + "\n</think>\n" + "b" * 9, 5, [0] * 40, 0.0),
+    ("<think>\n" + "a" * 16 + "\n</think>\n" + "b" * 9, 15, [0] * 40, 1.0),
+]
+
+
+@pytest.mark.parametrize("completion,budget,ids,expected", BUDGET_CASES)
+def test_thinking_budget_table(completion, budget, ids, expected):
+    from rewards import get_reward
+
+    score = get_reward("thinking_budget")([completion], thinking_budget=[budget],
+                                          completion_ids=[ids] if ids else None)
+    assert score == [expected]
+
+
+def test_thinking_budget_keyword_is_the_default_and_a_column_overrides_it():
+    from rewards import get_reward
+
+    reward = get_reward("thinking_budget", budget=10)
+    long_thinking = "<think>\n" + "a" * 60 + "\n</think>\n\n4"
+    assert reward([long_thinking, long_thinking], thinking_budget=[None, 40]) == [0.5, 1.0]
+    with pytest.raises(ValueError, match="budget must be positive"):
+        get_reward("thinking_budget", budget=0)(["x"])
