@@ -45,7 +45,7 @@ help:
 	@echo "make stage2       stage 2, reasoning RL with GRPO (CONFIG=$(STAGE2_CONFIG); needs stage 1's output)"
 	@echo "make stage3       stage 3, thinking-mode fusion (CONFIG=$(STAGE3_CONFIG); needs stage 2's output)"
 	@echo "make stage4       stage 4, general RL over 31 tasks (CONFIG=$(STAGE4_CONFIG); needs stage 3's output)"
-	@echo "  LAUNCH=<name>    with stage1-4: under accelerate launch, configs/accelerate/<name>.yaml; one of:"
+	@echo "  LAUNCH=<name>    with stage1-4, pipeline: under accelerate launch, configs/accelerate/<name>.yaml; one of:"
 	@echo "                   $(LAUNCH_NAMES) (LAUNCH_ARGS='--num_processes 4' adds launcher flags)"
 	@echo "make distill      strong-to-weak distillation (CONFIG=$(DISTILL_CONFIG) TEACHER=<dir|hub id> STUDENT=<dir|hub id>)"
 	@echo "make pipeline     stages 1-4 in order, then the report card (PIPELINE=$(PIPELINE); ARGS=--dry-run)"
@@ -116,4 +116,4 @@ pipeline: setup
 	@if [ ! -f $(NANO_BASE)/base.json ] && grep -q "nano" $(PIPELINE); then \
 		echo "$(NANO_BASE) is missing: building it first (make nano-base)"; \
 		$(BIN)/python -m stages.nano_base --config configs/nano/moe-base.yaml; fi
-	$(BIN)/python -m pipelines.run --config $(PIPELINE) $(ARGS)
+	$(BIN)/python -m pipelines.run --config $(PIPELINE) $(if $(LAUNCH),launch=$(LAUNCH)) $(ARGS)

@@ -3,6 +3,7 @@
     make pipeline                                            # nano default: configs/pipelines/nano.yaml
     make pipeline PIPELINE=configs/pipelines/qwen3-0.6b-lora.yaml
     python -m pipelines.run --config configs/pipelines/nano.yaml --dry-run    # print the plan, run nothing
+    make pipeline LAUNCH=cpu-ddp     # every stage under accelerate launch (configs/accelerate/cpu-ddp.yaml)
 
 Each stage runs as its own process with the command printed first, so any step can be rerun alone. A stage
 whose ``stage.json`` exists is skipped; an interrupted one resumes from its last checkpoint (the stages do that
@@ -21,6 +22,7 @@ from pathlib import Path
 from stages.common import is_complete, read_stage
 from stages.config import ConfigError, run_cli
 
+LAUNCH_DIR = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
 STAGE_MODULES = {"sft": "stages.sft", "reasoning_rl": "stages.reasoning_rl",
                  "thinking_fusion": "stages.thinking_fusion", "general_rl": "stages.general_rl"}
 
@@ -31,6 +33,7 @@ class Step:
     config: str  # the stage's YAML
     output: str  # dir name under run_dir
     args: list[str] = field(default_factory=list)  # extra key=value overrides for this stage
+    launch: str | None = None  # this stage under accelerate launch with configs/accelerate/<launch>.yaml
 
     def __post_init__(self):
         if self.stage not in STAGE_MODULES:
@@ -42,15 +45,21 @@ class PipelineConfig:
     run_dir: str
     steps: list[Step]
     start_model: str | None = None  # the first stage's input; None = what its own config says
+    launch: str | None = None  # every stage under accelerate launch (configs/accelerate/<launch>.yaml)
     report: bool = True
     dry_run: bool = False
 
     def __post_init__(self):
         if not self.steps:
             raise ValueError("steps: give at least one stage")
+        known = sorted(p.stem for p in LAUNCH_DIR.glob("*.yaml"))
+        if self.launch is not None and self.launch not in known:
+            raise ConfigError(f"launch: unknown launcher config {self.launch!r}; available: {known}")
         for i, step in enumerate(self.steps):
             if not Path(step.config).is_file():
                 raise ConfigError(f"steps.{i}.config: {step.config} does not exist")
+            if step.launch is not None and step.launch not in known:
+                raise ConfigError(f"steps.{i}.launch: unknown launcher config {step.launch!r}; available: {known}")
 
 
 def plan(cfg: PipelineConfig) -> list[tuple[Step, list[str], Path]]:
@@ -59,8 +68,11 @@ def plan(cfg: PipelineConfig) -> list[tuple[Step, list[str], Path]]:
     for step in cfg.steps:
         target = run_dir / step.output
         overrides = [f"output_dir={target}"] + ([f"model.name_or_path={previous}"] if previous else []) + step.args
-        out.append((step, [sys.executable, "-m", STAGE_MODULES[step.stage], "--config", step.config, *overrides],
-                    target))
+        launch = step.launch or cfg.launch
+        runner = [sys.executable] if launch is None else [
+            str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+            str((LAUNCH_DIR / f"{launch}.yaml").relative_to(LAUNCH_DIR.parents[1]))]
+        out.append((step, [*runner, "-m", STAGE_MODULES[step.stage], "--config", step.config, *overrides], target))
         previous = str(target)
     return out
 
@@ -93,7 +105,8 @@ def main(cfg: PipelineConfig) -> Path:
 
 def _relative(cmd: list[str]) -> list[str]:
     """The command as a user would type it from the repo root."""
-    return ["python" if c == sys.executable else c for c in cmd]
+    accelerate = str(Path(sys.executable).parent / "accelerate")
+    return ["python" if c == sys.executable else "accelerate" if c == accelerate else c for c in cmd]
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from pipelines.report import write_report
 from pipelines.run import PipelineConfig, main, plan
 from stages.common import STAGE_FILE, write_json_atomic
-from stages.config import load_config
+from stages.config import ConfigError, load_config
 from tests.pipelines.tiny import REPO, pipeline_yaml
 
 
@@ -27,6 +29,22 @@ def test_the_plan_feeds_each_stage_the_previous_output_and_a_dry_run_runs_nothin
     out = capsys.readouterr().out
     assert out.count("python -m stages.") == 4 and "dry run" in out
     assert not (tmp_path / "run").exists()
+
+
+def test_a_launcher_runs_every_stage_under_accelerate_and_an_unknown_one_is_named(tmp_path, capsys):
+    cfg = load_config(PipelineConfig, REPO / "configs" / "pipelines" / "nano.yaml",
+                      [f"run_dir={tmp_path / 'run'}", "dry_run=true", "launch=cpu-ddp", "steps.3.launch=cpu"])
+    commands = [cmd for _, cmd, _ in plan(cfg)]
+    for cmd, launcher in zip(commands, ["cpu-ddp", "cpu-ddp", "cpu-ddp", "cpu"]):
+        assert cmd[0].endswith("accelerate") and cmd[1:4] == ["launch", "--config_file",
+                                                              f"configs/accelerate/{launcher}.yaml"]
+        assert cmd[4] == "-m" and cmd[5].startswith("stages.")
+    main(cfg)
+    assert capsys.readouterr().out.count("accelerate launch --config_file configs/accelerate/") == 4
+    with pytest.raises(ConfigError, match="launch: unknown launcher config 'zero4'; available: .*'zero3'"):
+        load_config(PipelineConfig, REPO / "configs" / "pipelines" / "nano.yaml", ["launch=zero4"])
+    with pytest.raises(ConfigError, match="steps.1.launch: unknown launcher config 'gpus'"):
+        load_config(PipelineConfig, REPO / "configs" / "pipelines" / "nano.yaml", ["steps.1.launch=gpus"])
 
 
 def test_a_failing_stage_stops_the_pipeline_with_its_exit_code_and_names_it(tmp_path, tiny_moe_dir):
