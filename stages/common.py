@@ -226,6 +226,13 @@ _WAIT_GROUP: tuple | None = None  # (the default process group it belongs to, a 
 WAIT_TIMEOUT = datetime.timedelta(hours=24)
 
 
+def world_size() -> int:
+    """Processes in the default torch.distributed group; 1 in a plain run (or before the trainer sets it up)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def is_main_process() -> bool:
     """True in the one process that writes a stage's files and evaluates: the only process of a plain run, global
     rank 0 under ``accelerate launch`` / torchrun (read from RANK before the trainer sets up torch.distributed)."""
@@ -246,7 +253,7 @@ def barrier() -> None:
     import torch.distributed as dist
 
     global _WAIT_GROUP
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if world_size() == 1:
         return
     world = dist.group.WORLD
     if _WAIT_GROUP is None or _WAIT_GROUP[0] is not world:
@@ -258,7 +265,7 @@ def broadcast_from_main(value):
     """The main process's ``value`` in every process (pickled); ``value`` itself in a single process."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if world_size() == 1:
         return value
     barrier()  # creates the gloo group on every rank, and lets the others wait with its long timeout
     box = [value]
@@ -311,6 +318,40 @@ def publish_dir(tmp_dir: Path, final_dir: Path) -> None:
         shutil.rmtree(final_dir)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp_dir, final_dir)
+
+
+def load_saved_rows(data_dir: Path, key: str):
+    """(rows, card) of a dataset :func:`save_rows` wrote with the same manifest ``key`` (the settings and inputs it
+    was built from), else None: a rerun after a crash reuses generated data instead of sampling it again."""
+    import datasets
+
+    manifest = data_dir / "manifest.json"
+    if not manifest.is_file() or json.loads(manifest.read_text()).get("key") != key:
+        return None
+    return datasets.load_from_disk(str(data_dir / "rows")), json.loads((data_dir / "card.json").read_text())
+
+
+def save_rows(data_dir: Path, rows: list[dict], card: dict, readme: str, key: str, **manifest: Any):
+    """Save ``rows`` with their card, README and manifest (``key`` + ``manifest``) as ``data_dir``, written to a
+    temp dir and renamed: a crash never leaves a half dataset that a rerun would take as done. Returns the rows
+    loaded back from disk."""
+    import datasets
+
+    tmp = data_dir.with_name(f".{data_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp / "rows"))
+    write_json_atomic(tmp / "card.json", card)
+    (tmp / "README.md").write_text(readme)
+    write_json_atomic(tmp / "manifest.json", {"key": key, "rows": len(rows), **manifest})
+    publish_dir(tmp, data_dir)
+    return datasets.load_from_disk(str(data_dir / "rows"))
+
+
+def train_metrics(trainer, log: list[dict], seconds: float) -> dict:
+    """A fine-tuning run for ``stage.json``: optimizer steps, first and last logged loss, training seconds."""
+    losses = [r["loss"] for r in log if "loss" in r]
+    return {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None, "seconds": round(seconds, 1)}
 
 
 def require_finished_input(name_or_path: str, key: str) -> None:

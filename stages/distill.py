@@ -38,16 +38,17 @@ from stages.common import (
     finish_stage,
     is_complete,
     load_model,
+    load_saved_rows,
     load_tokenizer,
     lora_config,
-    publish_dir,
     read_stage,
     require_finished_input,
     resolve_model_path,
     save_and_reload,
+    save_rows,
+    train_metrics,
     train_resumable,
     trainer_defaults,
-    write_json_atomic,
 )
 from stages.config import ConfigError, build_trainer_args, run_cli, to_dict
 from stages.evaluate import EvalSettings, FollowSettings, evaluate, format_table, think_follow
@@ -259,14 +260,11 @@ def settings_key(cfg: DistillConfig, part: str) -> str:
 def teacher_data(cfg: DistillConfig, teacher, tokenizer, out: Path):
     """The off-policy rows (the teacher's verified answers, flagged) and their card; a saved set whose manifest
     matches the settings is reused."""
-    import datasets
-
     data_dir, key = out / DATA_DIR, settings_key(cfg, "data")
-    manifest = data_dir / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("key") == key:
-        card = json.loads((data_dir / "card.json").read_text())
-        print(f"[distill] reusing the teacher's answers in {data_dir} ({card['rows']} rows)", flush=True)
-        return datasets.load_from_disk(str(data_dir / "rows")), card
+    saved = load_saved_rows(data_dir, key)
+    if saved:
+        print(f"[distill] reusing the teacher's answers in {data_dir} ({saved[1]['rows']} rows)", flush=True)
+        return saved
 
     t0, settings = time.time(), cfg.offpolicy
     queries = build_data(settings.queries, cfg.seed, key="offpolicy.queries")
@@ -293,17 +291,12 @@ def teacher_data(cfg: DistillConfig, teacher, tokenizer, out: Path):
     card = dataset_card(rows, stats)
     card["seconds"] = round(time.time() - t0, 1)
 
-    # Written to a temp dir and renamed: a crash never leaves a half dataset that a rerun would take as done.
-    tmp = out / f".{DATA_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    datasets.Dataset.from_list(rows).save_to_disk(str(tmp / "rows"))
-    write_json_atomic(tmp / "card.json", card)
-    (tmp / "README.md").write_text(card_markdown(card, "Off-policy distillation data (the teacher's verified answers)"))
-    write_json_atomic(tmp / "manifest.json", {"key": key, "rows": len(rows), "teacher": cfg.model.teacher.name_or_path})
-    publish_dir(tmp, data_dir)
+    train = save_rows(data_dir, rows, card,
+                      card_markdown(card, "Off-policy distillation data (the teacher's verified answers)"), key,
+                      teacher=cfg.model.teacher.name_or_path)
     print(f"[distill] off-policy data: {card['rows']} rows {card['per_mode']} -> {data_dir} "
           f"({card['seconds']:.0f} s)", flush=True)
-    return datasets.load_from_disk(str(data_dir / "rows")), card
+    return train, card
 
 
 def teacher_sampler(teacher, tokenizer, settings: OffPolicySettings, mode: str):
@@ -357,12 +350,6 @@ def judge(model, tokenizer, cfg: DistillConfig) -> dict:
     """Accuracy per mode (``evaluate``) and obedience to /think and /no_think flags (``think_follow``)."""
     return {"eval": evaluate(model, tokenizer, cfg.eval, cfg.seed),
             "think_follow": think_follow(model, tokenizer, cfg.follow, cfg.seed)}
-
-
-def train_metrics(trainer, log: list[dict], seconds: float) -> dict:
-    losses = [r["loss"] for r in log if "loss" in r]
-    return {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
-            "final_loss": losses[-1] if losses else None, "seconds": round(seconds, 1)}
 
 
 def headline(scores: dict) -> dict:

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import torch
 
+from stages.common import is_main_process, world_size
+
 BALANCE_MODES = ("micro", "global", "global+micro")
 
 
@@ -57,14 +59,9 @@ def find_routers(model) -> list[torch.nn.Module]:
     return [m.gate for _, m in model.named_modules() if hasattr(m, "experts") and hasattr(m, "gate")]
 
 
-def dist_world() -> int:
-    return torch.distributed.get_world_size() if torch.distributed.is_available() and \
-        torch.distributed.is_initialized() else 1
-
-
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum over data-parallel ranks (a no-op with one process)."""
-    if dist_world() > 1:
+    if world_size() > 1:
         t = t.clone()
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
     return t
@@ -163,11 +160,13 @@ class ExpertBalance:
         self.step_rows = torch.zeros(())
         self.micro_steps = 0
         self.history: list[dict] = []  # per finished optimizer step: micro-steps and tokens accumulated
-        self.total = {"counts": torch.zeros(self.layers, num_experts), "entropy": torch.zeros(self.layers),
-                      "rows": torch.zeros(())}
-        self.since_log = {"counts": torch.zeros(self.layers, num_experts), "entropy": torch.zeros(self.layers),
-                          "rows": torch.zeros(()), "loss": []}
+        self.total = self._empty_stats()  # the whole run (stage.json)
+        self.since_log = self._empty_stats()  # since the last training log line
         self.last_frequencies: list[float] | None = None  # the global f vector of the last micro-step
+
+    def _empty_stats(self) -> dict:
+        return {"counts": torch.zeros(self.layers, self.num_experts), "entropy": torch.zeros(self.layers),
+                "rows": torch.zeros(()), "loss": []}
 
     @property
     def adds_loss(self) -> bool:
@@ -221,8 +220,7 @@ class ExpertBalance:
                "moe/router_entropy": sum(m["router_entropy"]) / self.layers}
         if acc["loss"]:
             out["moe/global_lbl"] = sum(acc["loss"]) / len(acc["loss"])
-        self.since_log = {"counts": torch.zeros_like(acc["counts"]), "entropy": torch.zeros_like(acc["entropy"]),
-                          "rows": torch.zeros(()), "loss": []}
+        self.since_log = self._empty_stats()
         return {k: round(v, 5) for k, v in out.items()}
 
     def summary(self) -> dict:
@@ -234,12 +232,18 @@ class ExpertBalance:
                 **m}
 
 
+def load_share(counts: torch.Tensor) -> list[list[float]]:
+    """Per layer, each expert's share of the routed tokens (rows sum to 1)."""
+    share = counts / counts.sum(-1, keepdim=True).clamp_min(1e-12)
+    return [[round(float(x), 4) for x in row] for row in share]
+
+
 def layer_metrics(counts: torch.Tensor, entropy_sums: torch.Tensor, rows) -> dict:
     """Per layer: each expert's share of the routed tokens, max/mean imbalance (1.0 = perfectly even) and the
     mean router entropy in nats (log N_E = a uniform router)."""
     share = counts / counts.sum(-1, keepdim=True).clamp_min(1e-12)
     imbalance = share.max(-1).values / share.mean(-1)
-    return {"load_share": [[round(float(x), 4) for x in row] for row in share],
+    return {"load_share": load_share(counts),
             "imbalance": [round(float(x), 4) for x in imbalance],
             "router_entropy": [round(float(e / rows), 4) for e in entropy_sums],
             "uniform_entropy": round(math.log(counts.shape[-1]), 4)}
@@ -313,8 +317,6 @@ def finish_metrics(trainer, out: Path) -> dict | None:
         return None
     balance.tap.remove()
     summary = balance.summary()
-    from stages.common import is_main_process
-
     if summary.get("load_share") and is_main_process():  # under a launcher one process writes the stage's files
         plot_expert_load(summary, out / "expert_load.png")
         summary["heatmap"] = "expert_load.png"
@@ -377,5 +379,4 @@ def expert_specialisation(model, tokenizer, texts_by_task: dict[str, list[str]],
         nz = p > 0
         mi.append(round(float((p[nz] * torch.log2(p[nz] / (pt @ pe)[nz])).sum()), 4))
     return {"mutual_information_bits": mi, "mean_mutual_information_bits": round(sum(mi) / len(mi), 4),
-            "load_share_by_task": {t: layer_metrics(per_task[t], torch.zeros(joint.shape[1]), 1)["load_share"]
-                                   for t in tasks}}
+            "load_share_by_task": {t: load_share(per_task[t]) for t in tasks}}

@@ -33,6 +33,7 @@ from stages.common import (
     lora_config,
     quantization_config,
     save_and_reload,
+    train_metrics,
     train_resumable,
     trainer_defaults,
     whole_weights,
@@ -109,7 +110,6 @@ def main(cfg: SFTStageConfig) -> Path:
     after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
     print(format_table(after, f"[sft] evaluation of {out}"), flush=True)
 
-    losses = [r["loss"] for r in log if "loss" in r]
     finish_stage(out, {
         "stage": STAGE,
         "input_model": cfg.model.name_or_path,
@@ -117,9 +117,7 @@ def main(cfg: SFTStageConfig) -> Path:
         "data": {"rows": len(train), "fingerprint": train._fingerprint, "report": "data_report.json",
                  "over_length": data_report["over_length"]},
         "metrics": {
-            "train": {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
-                      "final_loss": losses[-1] if losses else None, "seconds": round(train_seconds, 1),
-                      "moe": is_moe(model)},
+            "train": {**train_metrics(trainer, log, train_seconds), "moe": is_moe(model)},
             **({"moe": trainer.moe_summary} if trainer.moe_summary else {}),
             "eval": after,
             **({"eval_before": before} if before else {}),

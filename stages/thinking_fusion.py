@@ -40,13 +40,14 @@ from stages.common import (
     finish_stage,
     is_main_process,
     load_model,
+    load_saved_rows,
     load_tokenizer,
     lora_config,
-    publish_dir,
     require_finished_input,
+    save_rows,
+    train_metrics,
     trainer_defaults,
     whole_weights,
-    write_json_atomic,
 )
 from stages.config import build_trainer_args, run_cli, to_dict
 from stages.evaluate import (
@@ -152,15 +153,13 @@ def main(cfg: FusionStageConfig) -> Path:
     plot_budget_curve(budgets, out / "thinking_budget.png", "stage 3: accuracy vs thinking budget")
     print(format_budget_table(budgets), flush=True)
 
-    losses = [r["loss"] for r in log if "loss" in r]
     finish_stage(out, {
         "stage": STAGE,
         "input_model": cfg.model.name_or_path,
         "config": to_dict(cfg),
         "data": {"rows": len(train), "dir": DATA_DIR, "card": card, "over_length": over_length},
         "metrics": {
-            "train": {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
-                      "final_loss": losses[-1] if losses else None, "seconds": round(train_seconds, 1)},
+            "train": train_metrics(trainer, log, train_seconds),
             "eval": after,
             **({"eval_before": before} if before else {}),
             "think_follow": follow,
@@ -189,14 +188,11 @@ def data_config(cfg: FusionStageConfig) -> dict:
 
 def fused_dataset(cfg: FusionStageConfig, model, tokenizer, out: Path):
     """Build the fused dataset, or reuse the saved one when its manifest matches (a rerun after a crash)."""
-    import datasets
-
     data_dir, key = out / DATA_DIR, data_key(cfg)
-    manifest = data_dir / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("key") == key:
-        card = json.loads((data_dir / "card.json").read_text())
-        print(f"[fusion] reusing the fused dataset in {data_dir} ({card['rows']} rows)", flush=True)
-        return datasets.load_from_disk(str(data_dir / "rows")), card
+    saved = load_saved_rows(data_dir, key)
+    if saved:
+        print(f"[fusion] reusing the fused dataset in {data_dir} ({saved[1]['rows']} rows)", flush=True)
+        return saved
 
     t0 = time.time()
     rng = random.Random(f"fusion/{cfg.seed}")
@@ -220,21 +216,11 @@ def fused_dataset(cfg: FusionStageConfig, model, tokenizer, out: Path):
     card = dataset_card(rows, rejection)
     card["seconds"] = round(time.time() - t0, 1)
 
-    # Written to a temp dir and renamed: a crash never leaves a half dataset that a rerun would take as done.
-    tmp = out / f".{DATA_DIR}.tmp"
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    ds = datasets.Dataset.from_list(rows)
-    ds.save_to_disk(str(tmp / "rows"))
-    write_json_atomic(tmp / "card.json", card)
-    (tmp / "README.md").write_text(card_markdown(card, "Stage-3 fused dataset (thinking + non-thinking)"))
-    write_json_atomic(tmp / "manifest.json", {"key": key, "rows": len(rows), "config": data_config(cfg)})
-    publish_dir(tmp, data_dir)
+    train = save_rows(data_dir, rows, card, card_markdown(card, "Stage-3 fused dataset (thinking + non-thinking)"),
+                      key, config=data_config(cfg))
     print(f"[fusion] fused dataset: {card['rows']} rows {card['per_mode']} -> {data_dir} "
           f"({card['seconds']:.0f} s)", flush=True)
-    return datasets.load_from_disk(str(data_dir / "rows")), card
+    return train, card
 
 
 def rejection_rows(cfg: FusionStageConfig, model, tokenizer) -> tuple[list[dict], dict]:
