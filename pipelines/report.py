@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from stages.common import is_complete, read_stage
+from stages.evaluate import format_follow
 
 REPORT = "report.md"
 PLOTS = "report"
@@ -131,8 +132,7 @@ def write_report(run_dir: str | Path, stage_dirs: list[str | Path]) -> Path:
             lines += [f"Data: {r['data']['rows']} prompts over {len(r['data']['per_task'])} tasks.", ""]
         follow = m.get("think_follow")
         if follow:
-            lines += [f"ThinkFollow: {follow['think_follow']} over {follow['turns_judged']} replies (single turn "
-                      f"{json.dumps(follow['single_turn'])}; multi-turn {follow['multi_turn']}).", ""]
+            lines += [format_follow(follow).replace("ThinkFollow", "ThinkFollow:", 1) + ".", ""]
         budgets = m.get("thinking_budget")
         if budgets:
             lines += ["| thinking budget | accuracy | mean thinking tokens |", "|---|---|---|"]

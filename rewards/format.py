@@ -128,6 +128,23 @@ def mode_compliance(
     return scores
 
 
+def reply_mode(completion: Any) -> str | None:
+    """The mode a reply chose: ``"no_think"`` when it opens with an empty, closed think block, ``"think"`` when it
+    opens with a think block that has some thinking in it (closed or cut off), None when no think block opens it.
+    Unlike :func:`mode_compliance` it does not ask for a well-formed reply: it is the obedience half alone.
+
+    >>> [reply_mode(t) for t in ["<think>\\n\\n</think>\\n\\n4", "<think>\\n2+2 is", "4", "<think>\\n"]]
+    ['no_think', 'think', None, None]
+    """
+    text = completion_text(completion).lstrip()
+    if not text.startswith(THINK_OPEN):
+        return None
+    body = text[len(THINK_OPEN):]
+    if body.split(THINK_CLOSE, 1)[0].strip():
+        return "think"
+    return "no_think" if THINK_CLOSE in body else None
+
+
 # ------------------------------------------------------------ repetition_penalty
 
 

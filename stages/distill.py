@@ -358,8 +358,10 @@ def headline(scores: dict) -> dict:
     out = {f"{mode}_accuracy": r["accuracy"] for mode, r in ev.items()}
     out |= {f"{mode}_well_formed": r["well_formed"] for mode, r in ev.items()}
     single = follow["single_turn"]
-    return out | {"think_follow": follow["think_follow"], "obeys_/think": single.get("think"),
-                  "obeys_/no_think": single.get("no_think"), "thinks_without_flag": single.get("none")}
+    return out | {"think_follow": follow["think_follow"],
+                  "think_follow_well_formed": follow.get("think_follow_well_formed"),
+                  "obeys_/think": single.get("think"), "obeys_/no_think": single.get("no_think"),
+                  "thinks_without_flag": single.get("none")}
 
 
 def comparison_table(comparison: dict, teacher: str) -> str:

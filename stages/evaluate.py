@@ -11,11 +11,13 @@ table is printed; when the model dir is a finished stage, the numbers go into it
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stages.common import (
+    STAGE_FILE,
     ModelSettings,
     RecipeSpec,
     build_data,
@@ -53,6 +55,37 @@ class EvalConfig:
     eval: EvalSettings = field(default_factory=EvalSettings)
     threads: int = 2
     write: bool = True  # write the numbers into the model dir's stage.json when it has one
+
+
+def measured_by_input(model: ModelSettings, metric: str, section: str, settings, seed: int) -> dict | None:
+    """What the input stage measured on its own output — ``metrics[metric]`` of its stage.json — when it measured
+    it with the same settings (``config[section]``), seed and model loading as this stage would; else None.
+
+    Why: every stage evaluates its input before training, and that input is the previous stage's output, which
+    that stage evaluated last thing with the same greedy settings; measuring it again cost the nano pipeline
+    about three minutes. The reused numbers say where they come from (``reused_from``).
+    """
+    from stages.config import to_dict
+
+    path = Path(model.name_or_path)
+    if not is_complete(path):
+        return None
+    record = read_stage(path)
+    config, found = record.get("config") or {}, (record.get("metrics") or {}).get(metric)
+    producer = config.get("model") or {}
+
+    def same(a, b) -> bool:
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+    loads_alike = (producer.get("dtype") == model.dtype and same(producer.get("rope_scaling"), model.rope_scaling)
+                   and not (model.lora and model.lora.quantize))
+    if not (found and loads_alike and config.get("seed") == seed and same(config.get(section), to_dict(settings))):
+        return None
+    print(f"[eval] {metric} of {path}: reused from its stage.json (same settings, seed and weights)", flush=True)
+    mark = {"reused_from": str(path / STAGE_FILE)}
+    if metric == "eval":  # {mode: numbers}
+        return {mode: {**numbers, **mark} for mode, numbers in found.items()}
+    return {**found, **mark}
 
 
 def eval_rows(settings: EvalSettings, seed: int):
@@ -104,11 +137,15 @@ class FollowSettings:
 
 
 def think_follow(model, tokenizer, settings: FollowSettings, seed: int = 0) -> dict:
-    """Share of replies whose think block obeys the last flag (empty under /no_think, non-empty otherwise)."""
+    """Share of replies whose think block obeys the last flag (empty under /no_think, non-empty otherwise):
+    ``think_follow``, as Qwen3 defines it, judges the mode a reply chose (a thinking reply cut off at
+    ``max_new_tokens`` still chose to think); ``think_follow_well_formed`` also asks for a closed block and an
+    answer after it (the ``mode_compliance`` reward)."""
     import random
 
     from data_recipes.fusion import FLAGS, expected_mode, with_flag
     from rewards import get_reward
+    from rewards.format import reply_mode
 
     ds = build_data(settings.data, seed, key="eval.follow.data")
     questions = [next(m["content"] for m in msgs if m["role"] == "user") for msgs in ds["messages"]]
@@ -116,13 +153,14 @@ def think_follow(model, tokenizer, settings: FollowSettings, seed: int = 0) -> d
     complies = get_reward("mode_compliance")
     sampling = SamplingSettings(do_sample=False, max_new_tokens=settings.max_new_tokens)
 
-    def reply(convs: list[list[dict]]) -> list[float]:
+    def reply(convs: list[list[dict]]) -> list[tuple[float, float]]:
         texts = generate(model, tokenizer, convs, enable_thinking=True, sampling=sampling,
                          batch_size=settings.batch_size)
         modes = [expected_mode(c) for c in convs]
         for conv, text in zip(convs, texts):
             conv.append({"role": "assistant", "content": text})
-        return complies(texts, mode=modes)
+        obeyed = [float(reply_mode(text) == mode) for text, mode in zip(texts, modes)]
+        return list(zip(obeyed, complies(texts, mode=modes)))
 
     single, kinds = [], []
     for i in range(settings.single_turn):
@@ -142,14 +180,27 @@ def think_follow(model, tokenizer, settings: FollowSettings, seed: int = 0) -> d
             flag = rng.choice([*FLAGS, None])
             conv.append({"role": "user", "content": with_flag(rng.choice(questions), flag)})
         turn_scores += reply(dialogs)
+
+    def share(scores, strict=False):
+        return round(sum(s[strict] for s in scores) / len(scores), 4) if scores else None
+
     by_kind = {k: [s for s, kk in zip(single_scores, kinds) if kk == k] for k in ("think", "no_think", "none")}
     every = single_scores + turn_scores
     return {
-        "think_follow": round(sum(every) / len(every), 4),
-        "single_turn": {k: round(sum(v) / len(v), 4) for k, v in by_kind.items() if v},
-        "multi_turn": round(sum(turn_scores) / len(turn_scores), 4) if turn_scores else None,
+        "think_follow": share(every),
+        "think_follow_well_formed": share(every, strict=True),
+        "single_turn": {k: share(v) for k, v in by_kind.items() if v},
+        "multi_turn": share(turn_scores),
         "turns_judged": len(every),
     }
+
+
+def format_follow(follow: dict) -> str:
+    """One line: ThinkFollow, its well-formed share, per flag and in dialogs."""
+    strict = follow.get("think_follow_well_formed")  # absent from runs made before it was measured
+    return (f"ThinkFollow {follow['think_follow']} over {follow['turns_judged']} replies"
+            + (f" (well-formed too: {strict})" if strict is not None else "")
+            + f"; single turn {json.dumps(follow['single_turn'])}; multi-turn {follow['multi_turn']}")
 
 
 def budget_curve(model, tokenizer, settings: EvalSettings, budgets: list[int | None], seed: int = 0) -> list[dict]:

@@ -40,7 +40,15 @@ from stages.common import (
     whole_weights,
 )
 from stages.config import ConfigError, run_cli, to_dict
-from stages.evaluate import EvalSettings, FollowSettings, evaluate, format_table, think_follow
+from stages.evaluate import (
+    EvalSettings,
+    FollowSettings,
+    evaluate,
+    format_follow,
+    format_table,
+    measured_by_input,
+    think_follow,
+)
 from stages.generation import SamplingSettings, generate
 from stages.moe import MoESettings
 from stages.reasoning_rl import DynamicSamplingSettings, RewardSpec, clipped_completions, grpo_args, train_grpo
@@ -264,8 +272,10 @@ def main(cfg: GeneralRLConfig) -> Path:
         with whole_weights(model):  # generation needs whole weights: a no-op unless ZeRO-3 sharded them
             if is_main_process():
                 before = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights),
-                          "math": evaluate(model, tokenizer, cfg.eval, cfg.seed),
-                          "follow": think_follow(model, tokenizer, cfg.follow, cfg.seed)}
+                          "math": (measured_by_input(cfg.model, "eval", "eval", cfg.eval, cfg.seed)
+                                   or evaluate(model, tokenizer, cfg.eval, cfg.seed)),
+                          "follow": (measured_by_input(cfg.model, "think_follow", "follow", cfg.follow, cfg.seed)
+                                     or think_follow(model, tokenizer, cfg.follow, cfg.seed))}
     if before:
         print(format_table(before["math"], f"[general] before: {cfg.model.name_or_path}"), flush=True)
     barrier()  # the others wait here, not in the trainer's first collective (it times out sooner)
@@ -279,7 +289,7 @@ def main(cfg: GeneralRLConfig) -> Path:
              "follow": think_follow(model, tokenizer, cfg.follow, cfg.seed)}
     print(format_task_table(before["tasks"] if before else None, after["tasks"]), flush=True)
     print(format_table(after["math"], f"[general] after: {out}"), flush=True)
-    print(f"[general] ThinkFollow {after['follow']['think_follow']:.3f}", flush=True)
+    print(f"[general] {format_follow(after['follow'])}", flush=True)
     summary = compare(before["tasks"], after["tasks"]) if before else None
     if summary:
         print(f"[general] {summary['improved']} of {summary['tasks']} tasks improved", flush=True)

@@ -42,6 +42,7 @@ from stages.common import (
 from stages.config import build_trainer_args, run_cli, to_dict
 from stages.evaluate import EvalSettings, evaluate, format_table
 from stages.generation import generate
+from stages.mode_loss import mode_decision, mode_loss_trainer
 from stages.moe import MoESettings, finish_metrics, make_trainer
 from stages.packing import PackedRowsCollator
 
@@ -130,14 +131,18 @@ def main(cfg: SFTStageConfig) -> Path:
 
 
 def train_sft(model, tokenizer, train, args, settings: ModelSettings, out: Path, tag: str,
-              moe: MoESettings | None = None):
-    """TRL's SFTTrainer on the ``messages`` rows (assistant-only loss, packing, the MoE balance loss of ``moe``),
-    resumable; the trained model is saved to ``out`` and loaded back. Returns (model, trainer, log history,
-    training seconds); ``trainer.moe_summary`` holds the expert metrics of an MoE model (else None)."""
+              moe: MoESettings | None = None, mode_loss_weight: float = 0.0):
+    """TRL's SFTTrainer on the ``messages`` rows (assistant-only loss, packing, the MoE balance loss of ``moe``,
+    ``mode_loss_weight`` × the thinking-mode decision loss of mode_loss.py), resumable; the trained model is saved
+    to ``out`` and loaded back. Returns (model, trainer, log history, training seconds); ``trainer.moe_summary``
+    holds the expert metrics of an MoE model (else None)."""
     from trl import SFTTrainer
 
     peft_config = lora_config(settings.lora, model) if settings.lora else None
-    trainer = make_trainer(SFTTrainer, model, args, moe, divide_by_accumulation=False,
+    trainer_cls = SFTTrainer
+    if mode_loss_weight:
+        trainer_cls = mode_loss_trainer(SFTTrainer, mode_loss_weight, mode_decision(tokenizer))
+    trainer = make_trainer(trainer_cls, model, args, moe, divide_by_accumulation=False,
                            train_dataset=train.select_columns(["messages"]), processing_class=tokenizer,
                            peft_config=peft_config)
     if args.packing and settings.attn_implementation != "flash_attention_2":

@@ -56,7 +56,9 @@ from stages.evaluate import (
     budget_curve,
     evaluate,
     format_budget_table,
+    format_follow,
     format_table,
+    measured_by_input,
     plot_budget_curve,
     think_follow,
 )
@@ -94,6 +96,7 @@ class FusionStageConfig:
     follow: FollowSettings = field(default_factory=FollowSettings)
     budgets: list[int | None] = field(default_factory=lambda: [0, 16, 32, 64, 128, None])  # None = unlimited
     eval_before: bool = True
+    mode_loss_weight: float = 0.0  # weight of the binary thinking-mode decision loss (stages/mode_loss.py); 0 = off
     moe: MoESettings = field(default_factory=MoESettings)  # MoE load balancing (stages/moe.py)
     seed: int = 0
     threads: int = 2
@@ -103,6 +106,8 @@ class FusionStageConfig:
             raise ValueError("rejection.queries / thinking: give at least one source of thinking samples")
         if not self.non_thinking:
             raise ValueError("non_thinking: give at least one recipe of non-thinking samples")
+        if self.mode_loss_weight < 0:
+            raise ValueError(f"mode_loss_weight: must be >= 0 (0 = plain SFT), got {self.mode_loss_weight}")
         bad = [b for b in self.budgets if b is not None and b < 0]
         if bad:
             raise ValueError(f"budgets: a thinking budget must be >= 0 tokens (or null = unlimited), got {bad[0]}")
@@ -128,7 +133,8 @@ def main(cfg: FusionStageConfig) -> Path:
     with whole_weights(model):  # generation needs whole weights: a no-op unless ZeRO-3 sharded them
         if is_main_process():
             if cfg.eval_before:
-                before = evaluate(model, tokenizer, cfg.eval, cfg.seed)
+                before = (measured_by_input(cfg.model, "eval", "eval", cfg.eval, cfg.seed)
+                          or evaluate(model, tokenizer, cfg.eval, cfg.seed))
                 print(format_table(before, f"[fusion] before: {cfg.model.name_or_path}"), flush=True)
             train, card = fused_dataset(cfg, model, tokenizer, out)
     barrier()  # the others wait here (not in the trainer's first collective, which times out sooner) ...
@@ -140,15 +146,14 @@ def main(cfg: FusionStageConfig) -> Path:
                    "truncated": count_over_length(train, tokenizer, cfg.model.max_length, "fusion")}
 
     model, trainer, log, train_seconds = train_sft(model, tokenizer, train, args, cfg.model, out, "fusion",
-                                                      cfg.moe)
+                                                      cfg.moe, cfg.mode_loss_weight)
     if not is_main_process():  # wait for the main process to evaluate and write the stage (its barrier below)
         barrier()
         return out
     after = evaluate(model, tokenizer, cfg.eval, cfg.seed)
     print(format_table(after, f"[fusion] after: {out}"), flush=True)
     follow = think_follow(model, tokenizer, cfg.follow, cfg.seed)
-    print(f"[fusion] ThinkFollow {follow['think_follow']:.3f} ({follow['turns_judged']} replies; single turn "
-          f"{follow['single_turn']}, multi-turn {follow['multi_turn']})", flush=True)
+    print(f"[fusion] {format_follow(follow)}", flush=True)
     budgets = budget_curve(model, tokenizer, cfg.eval, cfg.budgets, cfg.seed)
     plot_budget_curve(budgets, out / "thinking_budget.png", "stage 3: accuracy vs thinking budget")
     print(format_budget_table(budgets), flush=True)

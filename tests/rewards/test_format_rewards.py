@@ -8,7 +8,14 @@ from __future__ import annotations
 import pytest
 
 from rewards.completion import answer_text, completion_text, row_value
-from rewards.format import mode_compliance, prompt_mode, repetition_penalty, soft_overlong, think_format
+from rewards.format import (
+    mode_compliance,
+    prompt_mode,
+    repetition_penalty,
+    reply_mode,
+    soft_overlong,
+    think_format,
+)
 
 # ------------------------------------------------------------ answer parsing
 
@@ -74,6 +81,25 @@ def test_no_think_response_keeps_empty_think_block() -> None:
 
 def test_think_mode_needs_real_thinking() -> None:
     assert mode_compliance([THINKING, EMPTY_THINK, "<think>\ncut off"], mode=["think"] * 3) == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("reply", "mode"),
+    [
+        (EMPTY_THINK, "no_think"),
+        ("  <think></think>4", "no_think"),
+        (THINKING, "think"),
+        ("<think>\nthinking that was cut off at the token limit", "think"),  # chose to think, ill-formed
+        ("<think>\n\n<think>\nnested", "think"),  # not an empty block
+        ("<think>\n\n", None),  # nothing chosen yet
+        ("4", None),
+        ("The answer <think>\n\n</think> 4", None),  # a block must open the reply
+    ],
+)
+def test_reply_mode_is_the_mode_chosen_well_formed_or_not(reply: str, mode: str | None) -> None:
+    assert reply_mode(reply) == mode
+    if mode == "think" and "</think>" not in reply:
+        assert mode_compliance([reply], mode=[mode]) == [0.0]  # the strict reward still wants a closed block
 
 
 def test_mode_comes_from_the_last_flag_in_user_and_system_messages() -> None:

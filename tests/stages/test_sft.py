@@ -181,3 +181,55 @@ def test_a_half_written_checkpoint_is_removed_and_the_last_complete_one_resumed(
     assert last_valid_checkpoint(ckpts) == ckpts / "checkpoint-4"
     assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-2", "checkpoint-4"]
     assert last_valid_checkpoint(tmp_path / "none") is None
+
+
+def test_mode_loss_adds_the_binary_empty_or_thinking_loss_at_the_decision_token(tmp_path, tiny_moe_dir):
+    """The decision is found after <think> (past the newline both kinds share), never in a prompt, and the loss
+    is the plain loss + w × (-log p_empty for /no_think, -log(1 - p_empty) for thinking) / trained tokens, from
+    the same forward."""
+    import datasets
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from stages.common import load_tokenizer
+    from stages.mode_loss import decision_positions, mode_decision, mode_loss_trainer
+    from stages.packing import PackedRowsCollator
+
+    tok = load_tokenizer(str(tiny_moe_dir))
+    decision = mode_decision(tok)
+    assert tok.decode([decision.empty_id]) == "\n" and decision.offset == 1  # "<think>" "\n" | "\n" vs "The"
+    rows = datasets.Dataset.from_list([
+        {"messages": [{"role": "user", "content": "2+2? /no_think"},
+                      {"role": "assistant", "content": "<think>\n\n</think>\n\n4"}]},
+        {"messages": [{"role": "system", "content": "/think"}, {"role": "user", "content": "3+4? <think>"},
+                      {"role": "assistant", "content": "<think>\nadd\n</think>\n\n7"}]},
+    ])
+    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, assistant_only_loss=True, max_length=256,
+                     report_to="none")
+    losses = {}
+    for weight in (0.0, 3.0):
+        model = AutoModelForCausalLM.from_pretrained(tiny_moe_dir)
+        cls = mode_loss_trainer(SFTTrainer, weight, decision) if weight else SFTTrainer
+        trainer = cls(model=model, args=args, train_dataset=rows, processing_class=tok)
+        batch = PackedRowsCollator(tok.pad_token_id)([trainer.train_dataset[i] for i in range(2)])
+        model.train()
+        with torch.no_grad():
+            losses[weight] = trainer.compute_loss(model, dict(batch)).item()
+            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+
+    row, pos, empty = decision_positions(batch["input_ids"], batch["labels"], decision)
+    assert row.tolist() == [0, 1] and empty.tolist() == [True, False]  # the <think> in the user turn is not one
+    assert [tok.decode(batch["input_ids"][r, p + 1]) for r, p in zip(row, pos)] == ["\n", "a"]
+    p_empty = logits[row, pos].softmax(-1)[:, decision.empty_id]
+    binary = -torch.log(p_empty[0]) - torch.log(1 - p_empty[1])
+    trained = (batch["labels"][:, 1:] != -100).sum()
+    assert losses[3.0] - losses[0.0] == pytest.approx(3.0 * (binary / trained).item(), rel=1e-4)
+
+
+def test_a_negative_mode_loss_weight_is_a_config_error(tmp_path):
+    from stages.config import ConfigError
+    from stages.thinking_fusion import FusionStageConfig
+
+    with pytest.raises(ConfigError, match="mode_loss_weight"):
+        load_config(FusionStageConfig, REPO / "configs" / "stage3_fusion" / "nano.yaml",
+                    [f"output_dir={tmp_path}", "mode_loss_weight=-1"])

@@ -58,6 +58,7 @@ def test_stage3_builds_the_fused_data_trains_and_reports_modes_follow_and_budget
     assert set(metrics["eval"]) == {"think", "no_think"} and "eval_before" in metrics
     follow = metrics["think_follow"]
     assert follow["turns_judged"] == 3 + 2 * 2 and 0 <= follow["think_follow"] <= 1
+    assert follow["think_follow_well_formed"] <= follow["think_follow"]  # well-formed AND obeying
     assert [r["budget"] for r in metrics["thinking_budget"]] == [0, 4, None]
     assert (out / "thinking_budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # only rejection samples pass the over_length filter: longer rows of the other sources are counted (TRL cuts them)

@@ -1,0 +1,51 @@
+"""Reusing the input stage's own measurements instead of measuring the same weights again: only when the settings,
+seed and model loading are the same. Run: pytest tests/stages/test_evaluate.py"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stages.common import LoraSettings, ModelSettings
+from stages.config import to_dict
+from stages.evaluate import EvalSettings, FollowSettings, measured_by_input
+
+NUMBERS = {"think": {"accuracy": 0.47, "n": 200}, "no_think": {"accuracy": 0.42, "n": 200}}
+FOLLOW = {"think_follow": 0.9, "turns_judged": 270}
+
+
+def finished_stage(path, settings=None, seed=0, dtype="float32"):
+    path.mkdir()
+    config = {"eval": to_dict(settings or EvalSettings()), "follow": to_dict(FollowSettings()), "seed": seed,
+              "model": {"dtype": dtype, "rope_scaling": None}}
+    record = {"stage": "sft", "config": config, "metrics": {"eval": NUMBERS, "think_follow": FOLLOW}}
+    (path / "stage.json").write_text(json.dumps(record))
+    return path
+
+
+def test_the_input_stages_numbers_are_reused_when_measured_the_same_way(tmp_path):
+    stage = finished_stage(tmp_path / "s1")
+    model = ModelSettings(name_or_path=str(stage))
+    got = measured_by_input(model, "eval", "eval", EvalSettings(), 0)
+    assert {mode: r["accuracy"] for mode, r in got.items()} == {"think": 0.47, "no_think": 0.42}
+    assert all(r["reused_from"] == str(stage / "stage.json") for r in got.values())
+    follow = measured_by_input(model, "think_follow", "follow", FollowSettings(), 0)
+    assert follow["think_follow"] == 0.9 and follow["reused_from"].endswith("stage.json")
+
+
+@pytest.mark.parametrize("change", ["settings", "seed", "dtype", "quantized", "unfinished", "not measured"])
+def test_anything_different_means_measuring_again(tmp_path, change):
+    stage = finished_stage(tmp_path / "s1", dtype="bfloat16" if change == "dtype" else "float32")
+    settings, seed = EvalSettings(), 0
+    model = ModelSettings(name_or_path=str(stage))
+    if change == "settings":
+        settings.data.kwargs["n"] = 100
+    elif change == "seed":
+        seed = 1
+    elif change == "quantized":
+        model.lora = LoraSettings(quantize="4bit")
+    elif change == "unfinished":
+        (stage / "stage.json").unlink()
+    metric = "thinking_budget" if change == "not measured" else "eval"
+    assert measured_by_input(model, metric, "eval", settings, seed) is None
