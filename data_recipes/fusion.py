@@ -7,7 +7,8 @@ Qwen3's thinking-mode fusion teaches one model both behaviours. The pieces, each
 - non-thinking samples come from recipes that answer with an empty think block (``arithmetic`` with
   ``answer_style: direct``, ``instructions``), each checked by its rule when the recipe builds it.
 - :func:`single_turn` — puts ``/think`` or ``/no_think`` in the user or the system message; some thinking
-  samples carry no flag at all (thinking is the default).
+  samples carry no flag at all (thinking is the default), and some non-thinking ones carry none either but get
+  their empty think block given, as ``enable_thinking=False`` gives it (the hard switch).
 - :func:`multi_turn` — dialogs with several random flags where every assistant turn follows the last flag seen.
   History turns lose their reasoning when rendered (Qwen3's template), so a dialog of n turns becomes n samples,
   one per assistant turn, each trained only on its last reply (the template's generation markers) — exactly
@@ -15,7 +16,8 @@ Qwen3's thinking-mode fusion teaches one model both behaviours. The pieces, each
 - :func:`dataset_card` — counts per source, mode, flag placement and turn count, plus the rejection statistics.
 
 A row of the fused set: ``messages``, ``mode`` (the mode the last reply must follow), ``source``, ``placement``
-(``user`` / ``system`` / ``none``: where the deciding flag sits), ``turns`` (assistant turns in the sample).
+(``user`` / ``system`` / ``none`` / ``hard_switch``: where the deciding flag sits), ``turns`` (assistant turns
+in the sample).
 """
 
 from __future__ import annotations
@@ -35,11 +37,15 @@ MODES = tuple(FLAGS)
 class FlagSettings:
     user_share: float = 0.6  # flagged samples whose flag is in the user message (the rest: the system message)
     unflagged_think_share: float = 0.3  # thinking samples with no flag at all
+    # Non-thinking samples with no flag whose empty think block is given, not trained: the hard switch,
+    # enable_thinking=False, which puts the block in the prompt. Without them the model never saw an empty
+    # block it had not chosen, and after one given without a flag it went on to think in the answer.
+    hard_switch_share: float = 0.25
     system_prompts: list[str] = field(default_factory=lambda: [
         "You are a helpful assistant.", "You are a careful assistant. Keep answers short.", ""])
 
     def __post_init__(self):
-        for key in ("user_share", "unflagged_think_share"):
+        for key in ("user_share", "unflagged_think_share", "hard_switch_share"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"flags.{key} must be in [0, 1], got {getattr(self, key)}")
         if not self.system_prompts:
@@ -82,12 +88,16 @@ def single_turn(rows: list[dict], source: str, settings: FlagSettings, rng: rand
     for row in rows:
         user, reply = _exchange(row["messages"])
         mode = mode_of(reply)
-        if mode == "think" and rng.random() < settings.unflagged_think_share:
-            placement, messages = "none", []
+        answer = {"role": "assistant", "content": reply}
+        unflagged = rng.random() < (settings.unflagged_think_share if mode == "think" else settings.hard_switch_share)
+        if unflagged:
+            placement, messages = "none" if mode == "think" else "hard_switch", []
             system = rng.choice(settings.system_prompts)
             if system and rng.random() < 0.5:
                 messages.append({"role": "system", "content": system})
             messages.append({"role": "user", "content": user})
+            if mode == "no_think":
+                answer["think_prefilled"] = True  # rendered as enable_thinking=False renders the prompt
         elif rng.random() < settings.user_share:
             placement, messages = "user", []
             system = rng.choice(settings.system_prompts)
@@ -98,8 +108,8 @@ def single_turn(rows: list[dict], source: str, settings: FlagSettings, rng: rand
             placement = "system"
             system = with_flag(rng.choice(settings.system_prompts), mode).strip()
             messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        messages.append({"role": "assistant", "content": reply})
-        assert expected_mode(messages[:-1]) == mode  # the flag we placed decides the reply's mode
+        messages.append(answer)
+        assert placement == "hard_switch" or expected_mode(messages[:-1]) == mode  # our flag decides the mode
         out.append({"messages": messages, "mode": mode, "source": source, "placement": placement, "turns": 1})
     return out
 

@@ -86,6 +86,20 @@ def test_multi_turn_dialog_trains_only_the_reply_to_the_last_query(tok):
     assert "<|im_start|>assistant\nA1<|im_end|>" in tok.decode(out["input_ids"])
 
 
+def test_a_think_prefilled_reply_is_trained_after_the_given_empty_block_like_enable_thinking_false(tok):
+    # The hard switch: no flag, the empty think block comes with the prompt, only the answer is the model's.
+    question = [{"role": "user", "content": "q"}]
+    reply = {"role": "assistant", "content": "<think>\n\n</think>\n\nA", "think_prefilled": True}
+    out = tok.apply_chat_template([*question, reply], tokenize=True, return_dict=True,
+                                  return_assistant_tokens_mask=True)
+    prompt = tok.apply_chat_template(question, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    assert tok.decode(out["input_ids"]) == prompt + "A<|im_end|>\n"
+    assert tok.decode([i for i, m in zip(out["input_ids"], out["assistant_masks"]) if m]) == "A<|im_end|>"
+    # in the history it changes nothing: earlier replies are context without their think block anyway
+    later = [*question, reply, {"role": "user", "content": "q2"}]
+    assert "<|im_start|>assistant\nA<|im_end|>" in tok.apply_chat_template(later, tokenize=False)
+
+
 def test_tokenizer_without_generation_markers_is_rejected(tok):
     import copy
 

@@ -19,6 +19,7 @@ from data_recipes.fusion import (
     single_turn,
 )
 from rewards import get_reward
+from rewards.format import prompt_mode
 
 THINK = "<think>\nwork\n</think>\n\nThe answer is \\boxed{7}."
 NO_THINK = "<think>\n\n</think>\n\nThe answer is \\boxed{7}."
@@ -49,10 +50,15 @@ def test_single_turn_places_flags_in_user_and_system_and_leaves_some_thinking_un
                                                                                  FlagSettings(), rng)
     placements = {(r["mode"], r["placement"]) for r in out}
     assert placements == {("think", "none"), ("think", "user"), ("think", "system"), ("no_think", "user"),
-                          ("no_think", "system")}
+                          ("no_think", "system"), ("no_think", "hard_switch")}
     for r in out:
-        assert expected_mode(r["messages"][:-1]) == r["mode"] == mode_of(r["messages"][-1]["content"])
-        assert r["turns"] == 1 and r["messages"][-1]["role"] == "assistant"
+        reply = r["messages"][-1]
+        assert r["mode"] == mode_of(reply["content"])
+        assert r["turns"] == 1 and reply["role"] == "assistant"
+        if r["placement"] == "hard_switch":  # no flag: the given empty block (enable_thinking=False) decides
+            assert reply["think_prefilled"] and prompt_mode(r["messages"][:-1]) is None
+        else:
+            assert expected_mode(r["messages"][:-1]) == r["mode"] and "think_prefilled" not in reply
         if r["placement"] == "system":
             assert r["messages"][0]["role"] == "system" and ("/think" in r["messages"][0]["content"]
                                                              or "/no_think" in r["messages"][0]["content"])
