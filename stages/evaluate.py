@@ -4,9 +4,12 @@
                                                 #       model.name_or_path=runs/nano/01_sft
 
 Per mode: accuracy (``math_accuracy``, the same verifier stage 2 optimises), the share of well-formed outputs
-(``think_format``: ``<think>…</think>`` then a non-empty answer) and the mean response length in tokens. The
-table is printed; when the model dir is a finished stage, the numbers go into its ``stage.json`` under
-``metrics.eval`` (rewritten atomically).
+(``think_format``: ``<think>…</think>`` then a non-empty answer) and the mean response length in tokens; with
+``think_follow=true`` also ThinkFollow (obedience to /think and /no_think, see ``think_follow``). The table is
+printed; when the model dir is a finished stage, the numbers go into its ``stage.json`` under ``metrics.eval``
+(and ``metrics.think_follow``), rewritten atomically.
+
+    make eval MODEL=runs/nano/03_fusion ARGS=think_follow=true
 """
 
 from __future__ import annotations
@@ -47,14 +50,6 @@ class EvalSettings:
         bad = [m for m in self.modes if m not in MODES]
         if bad:
             raise ValueError(f"eval.modes: unknown mode {bad[0]!r}; use {list(MODES)}")
-
-
-@dataclass
-class EvalConfig:
-    model: ModelSettings
-    eval: EvalSettings = field(default_factory=EvalSettings)
-    threads: int = 2
-    write: bool = True  # write the numbers into the model dir's stage.json when it has one
 
 
 def measured_by_input(model: ModelSettings, metric: str, section: str, settings, seed: int) -> dict | None:
@@ -134,6 +129,17 @@ class FollowSettings:
     max_turns: int = 3  # dialog turns; each user turn carries a random flag or none
     max_new_tokens: int = 512
     batch_size: int = 100
+
+
+@dataclass
+class EvalConfig:
+    model: ModelSettings
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    think_follow: bool = False  # also measure ThinkFollow (``follow``), as stages 3 and 4 do
+    follow: FollowSettings = field(default_factory=FollowSettings)
+    seed: int = 0
+    threads: int = 2
+    write: bool = True  # write the numbers into the model dir's stage.json when it has one
 
 
 def think_follow(model, tokenizer, settings: FollowSettings, seed: int = 0) -> dict:
@@ -268,14 +274,17 @@ def main(cfg: EvalConfig) -> dict:
     set_threads(cfg.threads)
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     model = load_model(cfg.model)
-    results = evaluate(model, tokenizer, cfg.eval)
-    print(format_table(results, f"evaluation of {cfg.model.name_or_path}"), flush=True)
+    results = {"eval": evaluate(model, tokenizer, cfg.eval, cfg.seed)}
+    print(format_table(results["eval"], f"evaluation of {cfg.model.name_or_path}"), flush=True)
+    if cfg.think_follow:
+        results["think_follow"] = think_follow(model, tokenizer, cfg.follow, cfg.seed)
+        print(format_follow(results["think_follow"]), flush=True)
     path = Path(cfg.model.name_or_path)
     if cfg.write and is_complete(path):
         record = read_stage(path)
-        record.setdefault("metrics", {})["eval"] = results
+        record.setdefault("metrics", {}).update(results)
         write_json_atomic(path / "stage.json", record)
-        print(f"written to {path / 'stage.json'} (metrics.eval)")
+        print(f"written to {path / 'stage.json'} (metrics: {', '.join(results)})")
     return results
 
 

@@ -4,6 +4,7 @@ seed and model loading are the same. Run: pytest tests/stages/test_evaluate.py""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,24 @@ def test_anything_different_means_measuring_again(tmp_path, change):
         (stage / "stage.json").unlink()
     metric = "thinking_budget" if change == "not measured" else "eval"
     assert measured_by_input(model, metric, "eval", settings, seed) is None
+
+
+def test_make_eval_measures_think_follow_on_request_and_writes_both_into_the_stage(tmp_path, tiny_moe_dir):
+    import shutil
+
+    from stages.config import load_config
+    from stages.evaluate import EvalConfig, main
+
+    stage = tmp_path / "stage"
+    shutil.copytree(tiny_moe_dir, stage)
+    (stage / "stage.json").write_text(json.dumps({"stage": "sft", "metrics": {"train": {"steps": 3}}}))
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_config(EvalConfig, repo / "configs" / "eval" / "nano.yaml", [
+        f"model.name_or_path={stage}", "threads=1", "eval.data.kwargs.n=4", "eval.sampling.max_new_tokens=8",
+        "think_follow=true", "follow.single_turn=3", "follow.dialogs=2", "follow.max_turns=2",
+        "follow.max_new_tokens=8", "follow.data.0.kwargs.n=4", "follow.data.1.kwargs.n=4"])
+    results = main(cfg)
+    metrics = json.loads((stage / "stage.json").read_text())["metrics"]
+    assert metrics["train"] == {"steps": 3}  # the stage's own numbers stay
+    assert metrics["eval"] == results["eval"] and set(results["eval"]) == {"think", "no_think"}
+    assert metrics["think_follow"]["turns_judged"] == 3 + 2 * 2
