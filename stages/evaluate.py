@@ -31,7 +31,7 @@ from stages.common import (
     set_threads,
     write_json_atomic,
 )
-from stages.config import run_cli
+from stages.config import run_cli, to_dict
 from stages.generation import STOP_THINKING, SamplingSettings, generate
 
 MODES = ("think", "no_think")
@@ -60,21 +60,22 @@ def measured_by_input(model: ModelSettings, metric: str, section: str, settings,
     that stage evaluated last thing with the same greedy settings; measuring it again cost the nano pipeline
     about three minutes. The reused numbers say where they come from (``reused_from``).
     """
-    from stages.config import to_dict
-
     path = Path(model.name_or_path)
     if not is_complete(path):
         return None
     record = read_stage(path)
-    config, found = record.get("config") or {}, (record.get("metrics") or {}).get(metric)
-    producer = config.get("model") or {}
+    config, metrics = record.get("config") or {}, record.get("metrics") or {}
+    found, producer = metrics.get(metric), config.get("model") or {}
+    # numbers rewritten by `make eval` carry their own settings; else the stage measured them with its config's
+    measured = metrics.get("measured_with", {}).get(metric) or {"settings": config.get(section),
+                                                                  "seed": config.get("seed")}
 
     def same(a, b) -> bool:
         return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
     loads_alike = (producer.get("dtype") == model.dtype and same(producer.get("rope_scaling"), model.rope_scaling)
                    and not (model.lora and model.lora.quantize))
-    if not (found and loads_alike and config.get("seed") == seed and same(config.get(section), to_dict(settings))):
+    if not (found and loads_alike and measured["seed"] == seed and same(measured["settings"], to_dict(settings))):
         return None
     print(f"[eval] {metric} of {path}: reused from its stage.json (same settings, seed and weights)", flush=True)
     mark = {"reused_from": str(path / STAGE_FILE)}
@@ -282,7 +283,11 @@ def main(cfg: EvalConfig) -> dict:
     path = Path(cfg.model.name_or_path)
     if cfg.write and is_complete(path):
         record = read_stage(path)
-        record.setdefault("metrics", {}).update(results)
+        metrics = record.setdefault("metrics", {})
+        metrics.update(results)
+        used = {"eval": cfg.eval, "think_follow": cfg.follow}
+        metrics.setdefault("measured_with", {}).update(
+            {name: {"settings": to_dict(used[name]), "seed": cfg.seed} for name in results})
         write_json_atomic(path / "stage.json", record)
         print(f"written to {path / 'stage.json'} (metrics: {', '.join(results)})")
     return results

@@ -60,7 +60,9 @@ def test_make_eval_measures_think_follow_on_request_and_writes_both_into_the_sta
 
     stage = tmp_path / "stage"
     shutil.copytree(tiny_moe_dir, stage)
-    (stage / "stage.json").write_text(json.dumps({"stage": "sft", "metrics": {"train": {"steps": 3}}}))
+    config = {"eval": to_dict(EvalSettings()), "seed": 0, "model": {"dtype": "float32", "rope_scaling": None}}
+    (stage / "stage.json").write_text(json.dumps({"stage": "sft", "config": config,
+                                                  "metrics": {"train": {"steps": 3}}}))
     repo = Path(__file__).resolve().parents[2]
     cfg = load_config(EvalConfig, repo / "configs" / "eval" / "nano.yaml", [
         f"model.name_or_path={stage}", "threads=1", "eval.data.kwargs.n=4", "eval.sampling.max_new_tokens=8",
@@ -71,3 +73,7 @@ def test_make_eval_measures_think_follow_on_request_and_writes_both_into_the_sta
     assert metrics["train"] == {"steps": 3}  # the stage's own numbers stay
     assert metrics["eval"] == results["eval"] and set(results["eval"]) == {"think", "no_think"}
     assert metrics["think_follow"]["turns_judged"] == 3 + 2 * 2
+    # the rewritten numbers carry their own settings: a stage reuses them only when measuring the same way
+    model = ModelSettings(name_or_path=str(stage))
+    assert measured_by_input(model, "eval", "eval", cfg.eval, 0)["think"]["n"] == 4
+    assert measured_by_input(model, "eval", "eval", EvalSettings(), 0) is None  # the stage's n=200: not these
