@@ -52,9 +52,13 @@ class EvalSettings:
             raise ValueError(f"eval.modes: unknown mode {bad[0]!r}; use {list(MODES)}")
 
 
-def measured_by_input(model: ModelSettings, metric: str, section: str, settings, seed: int) -> dict | None:
+# where a stage's config keeps the settings of a metric, when not under the metric's own name
+METRIC_SETTINGS = {"think_follow": "follow"}
+
+
+def measured_by_input(model: ModelSettings, metric: str, settings, seed: int) -> dict | None:
     """What the input stage measured on its own output — ``metrics[metric]`` of its stage.json — when it measured
-    it with the same settings (``config[section]``), seed and model loading as this stage would; else None.
+    it with the same settings, seed and model loading as this stage would; else None.
 
     Why: every stage evaluates its input before training, and that input is the previous stage's output, which
     that stage evaluated last thing with the same greedy settings; measuring it again cost the nano pipeline
@@ -66,7 +70,10 @@ def measured_by_input(model: ModelSettings, metric: str, section: str, settings,
     record = read_stage(path)
     config, metrics = record.get("config") or {}, record.get("metrics") or {}
     found, producer = metrics.get(metric), config.get("model") or {}
+    if not found:
+        return None
     # numbers rewritten by `make eval` carry their own settings; else the stage measured them with its config's
+    section = METRIC_SETTINGS.get(metric, metric)
     measured = metrics.get("measured_with", {}).get(metric) or {"settings": config.get(section),
                                                                   "seed": config.get("seed")}
 
@@ -75,13 +82,18 @@ def measured_by_input(model: ModelSettings, metric: str, section: str, settings,
 
     loads_alike = (producer.get("dtype") == model.dtype and same(producer.get("rope_scaling"), model.rope_scaling)
                    and not (model.lora and model.lora.quantize))
-    if not (found and loads_alike and measured["seed"] == seed and same(measured["settings"], to_dict(settings))):
+    if not (loads_alike and measured["seed"] == seed and same(measured["settings"], to_dict(settings))):
         return None
     print(f"[eval] {metric} of {path}: reused from its stage.json (same settings, seed and weights)", flush=True)
     mark = {"reused_from": str(path / STAGE_FILE)}
     if metric == "eval":  # {mode: numbers}
         return {mode: {**numbers, **mark} for mode, numbers in found.items()}
     return {**found, **mark}
+
+
+def evaluate_input(model, tokenizer, model_settings: ModelSettings, settings: EvalSettings, seed: int) -> dict:
+    """``evaluate`` of a stage's input model, unless its own stage measured it the same way (reused then)."""
+    return measured_by_input(model_settings, "eval", settings, seed) or evaluate(model, tokenizer, settings, seed)
 
 
 def eval_rows(settings: EvalSettings, seed: int):

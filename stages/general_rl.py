@@ -44,6 +44,7 @@ from stages.evaluate import (
     EvalSettings,
     FollowSettings,
     evaluate,
+    evaluate_input,
     format_follow,
     format_table,
     measured_by_input,
@@ -272,9 +273,8 @@ def main(cfg: GeneralRLConfig) -> Path:
         with whole_weights(model):  # generation needs whole weights: a no-op unless ZeRO-3 sharded them
             if is_main_process():
                 before = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights),
-                          "math": (measured_by_input(cfg.model, "eval", "eval", cfg.eval, cfg.seed)
-                                   or evaluate(model, tokenizer, cfg.eval, cfg.seed)),
-                          "follow": (measured_by_input(cfg.model, "think_follow", "follow", cfg.follow, cfg.seed)
+                          "math": evaluate_input(model, tokenizer, cfg.model, cfg.eval, cfg.seed),
+                          "follow": (measured_by_input(cfg.model, "think_follow", cfg.follow, cfg.seed)
                                      or think_follow(model, tokenizer, cfg.follow, cfg.seed))}
     if before:
         print(format_table(before["math"], f"[general] before: {cfg.model.name_or_path}"), flush=True)

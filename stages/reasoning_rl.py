@@ -34,7 +34,7 @@ from stages.common import (
     whole_weights,
 )
 from stages.config import ConfigError, build_trainer_args, run_cli, to_dict
-from stages.evaluate import EvalSettings, evaluate, format_table, measured_by_input
+from stages.evaluate import EvalSettings, evaluate, evaluate_input, format_table
 from stages.moe import MoESettings, finish_metrics, make_trainer
 
 STAGE = "reasoning_rl"
@@ -175,8 +175,7 @@ def main(cfg: ReasoningRLConfig) -> Path:
     if cfg.eval_before:
         with whole_weights(model):  # generation needs whole weights: a no-op unless ZeRO-3 sharded them
             if is_main_process():
-                before = (measured_by_input(cfg.model, "eval", "eval", cfg.eval, cfg.seed)
-                          or evaluate(model, tokenizer, cfg.eval, cfg.seed))
+                before = evaluate_input(model, tokenizer, cfg.model, cfg.eval, cfg.seed)
     if before:
         print(format_table(before, f"[rl] before: {cfg.model.name_or_path}"), flush=True)
     barrier()  # the others wait here, not in the trainer's first collective (it times out sooner)

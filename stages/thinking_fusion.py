@@ -55,10 +55,10 @@ from stages.evaluate import (
     FollowSettings,
     budget_curve,
     evaluate,
+    evaluate_input,
     format_budget_table,
     format_follow,
     format_table,
-    measured_by_input,
     plot_budget_curve,
     think_follow,
 )
@@ -133,8 +133,7 @@ def main(cfg: FusionStageConfig) -> Path:
     with whole_weights(model):  # generation needs whole weights: a no-op unless ZeRO-3 sharded them
         if is_main_process():
             if cfg.eval_before:
-                before = (measured_by_input(cfg.model, "eval", "eval", cfg.eval, cfg.seed)
-                          or evaluate(model, tokenizer, cfg.eval, cfg.seed))
+                before = evaluate_input(model, tokenizer, cfg.model, cfg.eval, cfg.seed)
                 print(format_table(before, f"[fusion] before: {cfg.model.name_or_path}"), flush=True)
             train, card = fused_dataset(cfg, model, tokenizer, out)
     barrier()  # the others wait here (not in the trainer's first collective, which times out sooner) ...

@@ -28,10 +28,10 @@ def finished_stage(path, settings=None, seed=0, dtype="float32"):
 def test_the_input_stages_numbers_are_reused_when_measured_the_same_way(tmp_path):
     stage = finished_stage(tmp_path / "s1")
     model = ModelSettings(name_or_path=str(stage))
-    got = measured_by_input(model, "eval", "eval", EvalSettings(), 0)
+    got = measured_by_input(model, "eval", EvalSettings(), 0)
     assert {mode: r["accuracy"] for mode, r in got.items()} == {"think": 0.47, "no_think": 0.42}
     assert all(r["reused_from"] == str(stage / "stage.json") for r in got.values())
-    follow = measured_by_input(model, "think_follow", "follow", FollowSettings(), 0)
+    follow = measured_by_input(model, "think_follow", FollowSettings(), 0)
     assert follow["think_follow"] == 0.9 and follow["reused_from"].endswith("stage.json")
 
 
@@ -49,7 +49,7 @@ def test_anything_different_means_measuring_again(tmp_path, change):
     elif change == "unfinished":
         (stage / "stage.json").unlink()
     metric = "thinking_budget" if change == "not measured" else "eval"
-    assert measured_by_input(model, metric, "eval", settings, seed) is None
+    assert measured_by_input(model, metric, settings, seed) is None
 
 
 def test_make_eval_measures_think_follow_on_request_and_writes_both_into_the_stage(tmp_path, tiny_moe_dir):
@@ -75,5 +75,5 @@ def test_make_eval_measures_think_follow_on_request_and_writes_both_into_the_sta
     assert metrics["think_follow"]["turns_judged"] == 3 + 2 * 2
     # the rewritten numbers carry their own settings: a stage reuses them only when measuring the same way
     model = ModelSettings(name_or_path=str(stage))
-    assert measured_by_input(model, "eval", "eval", cfg.eval, 0)["think"]["n"] == 4
-    assert measured_by_input(model, "eval", "eval", EvalSettings(), 0) is None  # the stage's n=200: not these
+    assert measured_by_input(model, "eval", cfg.eval, 0)["think"]["n"] == 4
+    assert measured_by_input(model, "eval", EvalSettings(), 0) is None  # the stage's n=200: not these
