@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from stages import common, reasoning_rl, sft, thinking_fusion
+from stages import common, evaluate, reasoning_rl, sft, thinking_fusion
 from stages.config import run_cli
 
 STAGES = {"sft": (sft, sft.SFTStageConfig), "reasoning_rl": (reasoning_rl, reasoning_rl.ReasoningRLConfig),
@@ -56,9 +56,11 @@ def main(probe_dir: Path, stage: str, argv: list[str]) -> None:
             return fn(*args, **kwargs)
         return wrapper
 
-    for name in COUNTED:
-        if hasattr(module, name):
-            setattr(module, name, counted(name, getattr(module, name)))
+    # the stage's own names, and stages.evaluate's for the calls made inside it (evaluate_input -> evaluate)
+    for where in (module, evaluate):
+        for name in COUNTED:
+            if hasattr(where, name):
+                setattr(where, name, counted(name, getattr(where, name)))
     common.save_model_dir = counted("save_model_dir", common.save_model_dir)
 
     train_resumable = common.train_resumable
