@@ -86,9 +86,8 @@ def single_turn(rows: list[dict], source: str, settings: FlagSettings, rng: rand
     """Flag each (user, assistant) row for the mode its reply shows, in the user or the system message."""
     out = []
     for row in rows:
-        user, reply = _exchange(row["messages"])
-        mode = mode_of(reply)
-        answer = {"role": "assistant", "content": reply}
+        user, replies = _exchange(row["messages"])
+        mode = mode_of(replies[0]["content"])
         unflagged = rng.random() < (settings.unflagged_think_share if mode == "think" else settings.hard_switch_share)
         if unflagged:
             placement, messages = "none" if mode == "think" else "hard_switch", []
@@ -96,8 +95,8 @@ def single_turn(rows: list[dict], source: str, settings: FlagSettings, rng: rand
             if system and rng.random() < 0.5:
                 messages.append({"role": "system", "content": system})
             messages.append({"role": "user", "content": user})
-            if mode == "no_think":
-                answer["think_prefilled"] = True  # rendered as enable_thinking=False renders the prompt
+            if mode == "no_think":  # rendered as enable_thinking=False renders the prompt (and each tool response)
+                replies = [{**m, "think_prefilled": True} if m["role"] == "assistant" else m for m in replies]
         elif rng.random() < settings.user_share:
             placement, messages = "user", []
             system = rng.choice(settings.system_prompts)
@@ -108,9 +107,10 @@ def single_turn(rows: list[dict], source: str, settings: FlagSettings, rng: rand
             placement = "system"
             system = with_flag(rng.choice(settings.system_prompts), mode).strip()
             messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        messages.append(answer)
-        assert placement == "hard_switch" or expected_mode(messages[:-1]) == mode  # our flag decides the mode
-        out.append({"messages": messages, "mode": mode, "source": source, "placement": placement, "turns": 1})
+        assert placement == "hard_switch" or expected_mode(messages) == mode  # our flag decides the mode
+        # A tool-use row keeps its tool schemas: the chat template shows them to the model as a rollout does.
+        out.append({"messages": messages + replies, "mode": mode, "source": source, "placement": placement,
+                    "turns": 1, "tools": row.get("tools")})
     return out
 
 
@@ -136,11 +136,11 @@ def multi_turn(pools: dict[str, list[dict]], settings: MultiTurnSettings, flags:
             flag = rng.choice(MODES) if rng.random() < settings.flag_share else None
             placement = "user" if flag else placement
             mode = flag or expected_mode(messages)  # this turn's flag, else the last one seen, else thinking
-            user, reply = _exchange(rng.choice(pools[mode])["messages"])  # a question answered in that mode
+            user, replies = _exchange(rng.choice(pools[mode])["messages"])  # a question answered in that mode
             messages.append({"role": "user", "content": with_flag(user, flag)})
-            messages.append({"role": "assistant", "content": reply})
+            messages += replies
             out.append({"messages": [dict(m) for m in messages], "mode": mode, "source": "multi_turn",
-                        "placement": placement, "turns": turn})
+                        "placement": placement, "turns": turn, "tools": None})
     return out
 
 
@@ -216,10 +216,12 @@ def card_markdown(card: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def _exchange(messages: list[dict]) -> tuple[str, str]:
-    """(user question, assistant reply) of a single-turn row."""
-    user = [m["content"] for m in messages if m["role"] == "user"]
-    reply = [m["content"] for m in messages if m["role"] == "assistant"]
-    if len(user) != 1 or len(reply) != 1:
-        raise ValueError(f"expected one user and one assistant message, got roles {[m['role'] for m in messages]}")
-    return user[0], reply[0]
+def _exchange(messages: list[dict]) -> tuple[str, list[dict]]:
+    """(user question, the reply) of a single-query row; the reply is the assistant message, or for a tool-use
+    row the assistant's calls, the tools' responses and its final message."""
+    messages = [m for m in messages if m["role"] != "system"]
+    if len(messages) < 2 or messages[0]["role"] != "user" or messages[1]["role"] != "assistant" \
+            or messages[-1]["role"] != "assistant" or any(m["role"] not in ("assistant", "tool") for m in messages[1:]):
+        raise ValueError("expected a user message then the assistant's reply (with tool responses in it), got roles "
+                         f"{[m['role'] for m in messages]}")
+    return messages[0]["content"], [{"role": m["role"], "content": m["content"]} for m in messages[1:]]

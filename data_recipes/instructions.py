@@ -38,6 +38,7 @@ from typing import Any
 
 from datasets import Dataset, Features, List, Value
 
+from data_recipes import toolbox
 from data_recipes.arithmetic import is_eval
 from rewards.ifeval_checks import count_sentences, count_words, detect_language
 from rewards.instruction import compatible
@@ -95,12 +96,8 @@ OBJECTS = ["chair", "spoon", "door", "lamp", "shoe", "table", "clock", "pencil"]
 FOODS = ["rice", "soup", "pasta", "bread", "fish", "cake", "eggs", "beans", "cheese", "apples"]
 JOBS = ["teacher", "doctor", "farmer", "baker", "driver", "nurse", "cook", "pilot", "painter", "singer"]
 ITEMS = ["bike", "hat", "car", "bag", "kite", "coat", "cup", "ball"]
-CITIES = ["Paris", "Tokyo", "Lima", "Cairo", "Oslo", "Rome", "Madrid", "Berlin", "London", "Nairobi", "Delhi",
-          "Sydney", "Toronto", "Dublin", "Athens", "Lisbon", "Seoul", "Bangkok", "Vienna", "Prague", "Warsaw",
-          "Havana", "Dakar", "Quito"]
-COUNTRIES = ["France", "Japan", "Brazil", "Kenya", "Canada", "Egypt", "India", "Mexico", "Norway", "Peru", "Spain",
-             "Italy", "Chile", "Ghana", "Greece", "Turkey", "Vietnam", "Poland", "Sweden", "Morocco", "Nepal",
-             "Cuba", "Ireland", "Portugal", "Argentina"]
+CITIES = toolbox.CITIES  # the lookup tools' table (data_recipes/toolbox.py)
+COUNTRIES = list(toolbox.CAPITALS)
 # Short words for the transformation tasks; no "a", "an" or "the", which SQuAD normalisation deletes.
 WORDS = ["red", "blue", "green", "cat", "dog", "bird", "fish", "sun", "moon", "tree", "book", "cake", "milk", "ball",
          "door", "lamp", "star", "rain", "snow", "frog", "king", "ship", "road", "hat", "cup", "pen", "box", "car",
@@ -467,13 +464,17 @@ def gen_json_output(rng: random.Random) -> dict:
     }
 
 
-# ---------------------------------------------------------------- tool calls (tool_call, tool_call_format)
+# ---------------------------------------------------------------- tool use (tool_call, tool_call_format, exact_match)
+#
+# Every tool row is a whole tool-use dialog with real results from data_recipes/toolbox.py: the user asks, the
+# assistant calls the tools, the tools answer, the assistant replies with the result — the same turns a stage-4
+# rollout goes through when its ``environment`` (the row's tool set) runs the calls. ``tool_*`` tasks judge the
+# calls; ``tool_answer_*`` tasks judge the final reply, which only the tool's result can give.
 
 
-def _function(name: str, description: str, properties: dict[str, Any]) -> dict[str, Any]:
-    """A tool schema as Qwen3's chat template and the tool rewards read it."""
-    return {"type": "function", "function": {"name": name, "description": description, "parameters": {
-        "type": "object", "properties": properties, "required": list(properties)}}}
+@functools.cache
+def _schemas(toolset: str) -> str:
+    return json.dumps(toolbox.tool_schemas(toolset))
 
 
 def _tool_calls(calls: list[dict[str, Any]]) -> str:
@@ -481,37 +482,39 @@ def _tool_calls(calls: list[dict[str, Any]]) -> str:
     return "\n".join(f"<tool_call>\n{json.dumps(call)}\n</tool_call>" for call in calls)
 
 
-def _tool_row(tools: list[dict], listing: str, question: str, calls: list[dict], think: str, signature: str,
+def _tool_row(toolset: str, listing: str, question: str, calls: list[dict], think: str, signature: str,
               answer: str | None = None) -> dict:
-    # The prompt names the tools in one line as well: TRL's GRPO trainer renders only its own `tools=` callables,
-    # not a per-row `tools` column, and a tiny model learns the short listing more easily than the JSON block.
-    return {
-        "prompt": f"You can use these tools: {listing}.\n{question}", "answer": answer or _tool_calls(calls),
-        "think": think, "signature": signature, "tools": json.dumps(tools), "ground_truth": json.dumps(calls),
+    """A tool-use item. With calls, the tools run now (as a rollout would run them) and the dialog gets their
+    responses and a final reply built from them; ``answer`` is then that reply's text."""
+    # The prompt names the tools in one line as well: a tiny model learns the short listing more easily than
+    # the JSON block the chat template adds from ``tools``.
+    item = {
+        "prompt": f"You can use these tools: {listing}.\n{question}", "think": think, "signature": signature,
+        "tools": _schemas(toolset), "ground_truth": json.dumps(calls), "environment": toolset,
     }
+    if not calls:
+        return {**item, "answer": answer}
+    results = [toolbox.call_tool(toolset, call["name"], call["arguments"]) for call in calls]
+    reply = " and ".join(results)
+    item["dialog"] = {"calls": _tool_calls(calls), "results": results,
+                      "think": f"The tool returned {reply}. So the answer is {reply}."}
+    return {**item, "answer": reply, "answers": [reply]}
 
 
-_NUMBER = {"type": "number"}
-CALC_TOOLS = [
-    _function("add", "Add two numbers.", {"a": _NUMBER, "b": _NUMBER}),
-    _function("subtract", "Subtract b from a.", {"a": _NUMBER, "b": _NUMBER}),
-    _function("multiply", "Multiply two numbers.", {"a": _NUMBER, "b": _NUMBER}),
-    _function("divide", "Divide a by b.", {"a": _NUMBER, "b": _NUMBER}),
-]
-CALC_QUESTIONS = {
+_CALC_WORDS = {"add": "plus", "subtract": "minus", "multiply": "times", "divide": "divided by"}
+_CALC_QUESTIONS = {
     "add": ["what is {a} plus {b}?", "add {a} and {b}."],
     "subtract": ["what is {a} minus {b}?", "subtract {b} from {a}."],
     "multiply": ["what is {a} times {b}?", "multiply {a} by {b}."],
     "divide": ["what is {a} divided by {b}?", "divide {a} by {b}."],
 }
-CALC_WORDS = {"add": "plus", "subtract": "minus", "multiply": "times", "divide": "divided by"}
 
 
-def gen_tool_calc(rng: random.Random) -> dict:
-    """Arithmetic through calculator tools; a quarter of the rows ask two questions (two calls)."""
+def gen_tool_calc(rng: random.Random, max_calls: int = 2) -> dict:
+    """Arithmetic through calculator tools; with ``max_calls=2`` a quarter of the rows ask two questions."""
     calls, questions = [], []
-    for _ in range(2 if rng.random() < 0.25 else 1):
-        op = rng.choice(sorted(CALC_QUESTIONS))
+    for _ in range(2 if max_calls > 1 and rng.random() < 0.25 else 1):
+        op = rng.choice(sorted(_CALC_QUESTIONS))
         if op == "divide":
             b = rng.randint(2, 12)
             a = b * rng.randint(2, 30)
@@ -520,21 +523,18 @@ def gen_tool_calc(rng: random.Random) -> dict:
             if op == "subtract" and a < b:
                 a, b = b, a
         calls.append({"name": op, "arguments": {"a": a, "b": b}})
-        questions.append(rng.choice(CALC_QUESTIONS[op]).format(a=a, b=b))
+        questions.append(rng.choice(_CALC_QUESTIONS[op]).format(a=a, b=b))
     question = " And ".join(_upper_first(q) if i == 0 else q for i, q in enumerate(questions))
-    think = "\n".join(f"The user asks for {c['arguments']['a']} {CALC_WORDS[c['name']]} {c['arguments']['b']}. "
+    think = "\n".join(f"The user asks for {c['arguments']['a']} {_CALC_WORDS[c['name']]} {c['arguments']['b']}. "
                       f"I call {c['name']} with a = {c['arguments']['a']} and b = {c['arguments']['b']}."
                       for c in calls)
     listing = "add(a, b), subtract(a, b), multiply(a, b), divide(a, b)"
-    return _tool_row(CALC_TOOLS, listing, question, calls, think, json.dumps(calls))
+    return _tool_row("calculator", listing, question, calls, think, json.dumps(calls))
 
 
 UNIT_PAIRS = [("kilometers", "meters"), ("meters", "centimeters"), ("miles", "kilometers"), ("kilograms", "grams"),
               ("pounds", "kilograms"), ("hours", "minutes"), ("minutes", "seconds"), ("liters", "milliliters"),
               ("celsius", "fahrenheit"), ("feet", "meters"), ("inches", "centimeters"), ("days", "hours")]
-UNITS = sorted({unit for pair in UNIT_PAIRS for unit in pair})
-UNIT_TOOLS = [_function("convert_units", "Convert a value from one unit to another.", {
-    "value": _NUMBER, "from_unit": {"type": "string", "enum": UNITS}, "to_unit": {"type": "string", "enum": UNITS}})]
 
 
 def gen_tool_units(rng: random.Random) -> dict:
@@ -551,32 +551,25 @@ def gen_tool_units(rng: random.Random) -> dict:
     call = {"name": "convert_units", "arguments": {"value": value, "from_unit": source, "to_unit": target}}
     think = f"The user wants {value} {source} in {target}. I call convert_units with value {value}, from_unit " \
             f"{source} and to_unit {target}."
-    return _tool_row(UNIT_TOOLS, "convert_units(value, from_unit, to_unit)",
+    return _tool_row("units", "convert_units(value, from_unit, to_unit)",
                      rng.choice(templates).format(v=shown, t=target), [call], think, json.dumps(call))
 
 
-LOOKUP_TOOLS = [
-    _function("get_capital", "Get the capital city of a country.", {"country": {"type": "string"}}),
-    _function("get_weather", "Get the current weather in a city.", {
-        "city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}),
-    _function("get_population", "Get the number of people who live in a country.", {"country": {"type": "string"}}),
-    _function("get_time", "Get the local time in a city.", {"city": {"type": "string"}}),
-]
 NO_TOOL_REQUESTS = [("Say hello to {name}.", "Hello {name}! It is nice to meet you."),
                     ("Thank {name} for the gift.", "Thank you for the gift {name}! I love it."),
                     ("Wish {name} a happy birthday.", "Happy birthday {name}! Have a great day.")]
 
 
-def gen_tool_lookup(rng: random.Random) -> dict:
-    """Lookup tools (capital, weather, population, time); one row in five needs no tool at all, so calling one
-    is wrong (its ``ground_truth`` is empty)."""
+def gen_tool_lookup(rng: random.Random, no_tool: bool = True) -> dict:
+    """Lookup tools (capital, weather, population, time); with ``no_tool`` one row in five needs no tool at all,
+    so calling one is wrong (its ``ground_truth`` is empty)."""
     listing = "get_capital(country), get_weather(city, unit), get_population(country), get_time(city)"
-    kind = rng.choice(["capital", "weather", "population", "time", "none"])
+    kind = rng.choice(["capital", "weather", "population", "time"] + (["none"] if no_tool else []))
     country, city = rng.choice(COUNTRIES), rng.choice(CITIES)
     if kind == "none":
         request, reply = rng.choice(NO_TOOL_REQUESTS)
         name = rng.choice(NAMES)
-        return _tool_row(LOOKUP_TOOLS, listing, request.format(name=name), [],
+        return _tool_row("lookup", listing, request.format(name=name), [],
                          "This request needs no tool. I answer it directly.",
                          f"none|{request}|{name}", answer=reply.format(name=name))
     if kind == "capital":
@@ -595,7 +588,7 @@ def gen_tool_lookup(rng: random.Random) -> dict:
             .format(c=city, u=unit)
     arguments = " and ".join(f"{key} {value}" for key, value in call["arguments"].items())
     think = f"The {call['name']} tool answers this. I call it with {arguments}."
-    return _tool_row(LOOKUP_TOOLS, listing, question, [call], think, json.dumps(call))
+    return _tool_row("lookup", listing, question, [call], think, json.dumps(call))
 
 
 # ---------------------------------------------------------------- length, QA, choice, RAG
@@ -1060,6 +1053,10 @@ _TASK_LIST = [
     ("tool_calc", gen_tool_calc, TOOL_REWARDS, "calculator tool calls"),
     ("tool_units", gen_tool_units, TOOL_REWARDS, "unit conversion tool call"),
     ("tool_lookup", gen_tool_lookup, TOOL_REWARDS, "lookup tool calls, or none when no tool is needed"),
+    ("tool_answer_calc", functools.partial(gen_tool_calc, max_calls=1), EXACT + TOOL_REWARDS,
+     "call the calculator, then answer with its result"),
+    ("tool_answer_lookup", functools.partial(gen_tool_lookup, no_tool=False), EXACT + TOOL_REWARDS,
+     "call a lookup tool, then answer with what it returned"),
     ("length_words", gen_length_words, (_reward("length_control"),), "write N words"),
     ("qa_extract", gen_qa_extract, (_reward("qa_f1"),), "short answer from a short text"),
     ("multiple_choice", gen_multiple_choice, (_reward("multiple_choice"),), "pick the letter"),
@@ -1133,6 +1130,7 @@ FEATURES = Features({
     "schema": Value("string"),  # json_schema: JSON
     "tools": Value("string"),  # tool_call, tool_call_format: JSON list of tool schemas
     "ground_truth": Value("string"),  # tool_call: JSON list of expected calls
+    "environment": Value("string"),  # tool rows: the tool set (data_recipes/toolbox.py) that runs their calls
     "target_words": Value("int64"),  # length_control
     "answers": List(Value("string")),  # exact_match, qa_f1, rag_grounding
     "passages": List(Value("string")),  # rag_grounding
@@ -1170,16 +1168,29 @@ def _draw(spec: TaskSpec, rng: random.Random, seen: set[str], want_eval: bool, e
 
 
 def _row(name: str, item: dict, think: bool) -> dict[str, Any]:
-    reasoning = f"\n{item['think']}\n" if think else "\n\n"
     prompt = [{"role": "user", "content": item["prompt"]}]
     row = {column: None for column in REWARD_COLUMNS}
     # An item's "answer" is the assistant's text; the `answer` column is multiple_choice's gold letter.
     row.update({key: value for key, value in item.items() if key in REWARD_COLUMNS and key != "answer"})
     row["answer"] = item.get("answer_letter")
-    return {
-        **row, "prompt": prompt, "task": name, "signature": item["signature"],
-        "messages": prompt + [{"role": "assistant", "content": f"<think>{reasoning}</think>\n\n{item['answer']}"}],
-    }
+    return {**row, "prompt": prompt, "task": name, "signature": item["signature"],
+            "messages": prompt + _assistant_turns(item, think)}
+
+
+def _assistant_turns(item: dict, think: bool) -> list[dict[str, str]]:
+    """The reference reply: an empty think block (or with ``think`` a short reasoning), then the answer; a
+    tool-use item's reply is its call, the tools' responses, and the final answer (each assistant turn in the
+    same mode, as a rollout in that mode writes them)."""
+
+    def block(reasoning: str) -> str:
+        return f"<think>\n{reasoning}\n</think>\n\n" if think else "<think>\n\n</think>\n\n"
+
+    dialog = item.get("dialog")
+    if dialog is None:
+        return [{"role": "assistant", "content": block(item["think"]) + item["answer"]}]
+    return ([{"role": "assistant", "content": block(item["think"]) + dialog["calls"]}]
+            + [{"role": "tool", "content": result} for result in dialog["results"]]
+            + [{"role": "assistant", "content": block(dialog["think"]) + item["answer"]}])
 
 
 def build(

@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any
 
-from rewards.completion import THINK_CLOSE, THINK_OPEN, answer_text, completion_text, row_value
+from rewards.completion import THINK_CLOSE, THINK_OPEN, answer_text, assistant_texts, completion_text, row_value
 
 # ------------------------------------------------------------ think_format
 
@@ -45,15 +45,15 @@ def think_format(completions: list[Any], *, require_think: bool = False, **colum
     >>> think_format(["4"], require_think=True)
     [0.0]
     """
-    scores = []
-    for completion in completions:
-        text = completion_text(completion)
+    def well_formed(text: str) -> bool:
         if THINK_OPEN not in text and THINK_CLOSE not in text:
-            scores.append(float(bool(text.strip()) and not require_think))
-            continue
+            return bool(text.strip()) and not require_think
         block = _think_block(text)
-        scores.append(float(block is not None and bool(block[1].strip())))
-    return scores
+        return block is not None and bool(block[1].strip())
+
+    # A tool-use completion is well-formed when each of its assistant turns is.
+    return [float(all(well_formed(text) for text in assistant_texts(completion) or [""]))
+            for completion in completions]
 
 
 # ------------------------------------------------------------ mode_compliance
@@ -118,13 +118,13 @@ def mode_compliance(
             wanted = prompt_mode(row_value(prompts, i)) or "think"
         if wanted not in _MODES:
             raise ValueError(f"mode_compliance: unknown mode {wanted!r} in row {i}; expected one of {_MODES}")
-        block = _think_block(completion_text(completion))
-        if block is None:
+        blocks = [_think_block(text) for text in assistant_texts(completion) or [""]]  # each tool-use turn too
+        if any(block is None for block in blocks):
             scores.append(0.0)
         elif wanted == "no_think":
-            scores.append(float(not block[0].strip()))
+            scores.append(float(not any(block[0].strip() for block in blocks)))
         else:
-            scores.append(float(bool(block[0].strip())))
+            scores.append(float(all(block[0].strip() for block in blocks)))
     return scores
 
 
@@ -136,7 +136,8 @@ def reply_mode(completion: Any) -> str | None:
     >>> [reply_mode(t) for t in ["<think>\\n\\n</think>\\n\\n4", "<think>\\n2+2 is", "4", "<think>\\n"]]
     ['no_think', 'think', None, None]
     """
-    text = completion_text(completion).lstrip()
+    turns = assistant_texts(completion)  # a tool-use completion chose its mode in its first turn
+    text = turns[0].lstrip() if turns else ""
     if not text.startswith(THINK_OPEN):
         return None
     body = text[len(THINK_OPEN):]
@@ -292,11 +293,12 @@ def thinking_budget(
             scores.append(None)
             continue
         text = completion_text(completion)
-        block = ("", text) if THINK_OPEN not in text and THINK_CLOSE not in text else _think_block(text)
-        if block is None:
+        blocks = [("", turn) if THINK_OPEN not in turn and THINK_CLOSE not in turn else _think_block(turn)
+                  for turn in assistant_texts(completion) or [""]]
+        if any(block is None for block in blocks):
             scores.append(0.0)
             continue
-        thinking = block[0].strip()
+        thinking = "".join(block[0].strip() for block in blocks)  # a tool-use completion thinks in every turn
         ids = row_value(completion_ids, i)
         if isinstance(ids, (list, tuple)) and text:
             used = len(ids) * len(thinking) / len(text)

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from rewards.completion import answer_text, row_value
+from rewards.completion import row_value, turn_answers
 from rewards.text import check_tasks, is_selected, json_column, schema_errors
 
 TOOL_CALL_OPEN = "<tool_call>"
@@ -132,6 +132,18 @@ def _expected_calls(value: Any, index: int) -> list[dict[str, Any]] | None:
     return [{"name": call["name"], "arguments": call.get("arguments") or {}} for call in value]
 
 
+def _calls_made(completion: Any) -> list[dict[str, Any]] | None:
+    """Every call the completion made, over all its turns (a tool-use rollout calls, reads the response, and
+    may call again); None when a turn was cut off while thinking or holds a malformed block."""
+    calls = []
+    for answer in turn_answers(completion):
+        parsed = parse_tool_calls(answer) if answer is not None else None
+        if parsed is None:
+            return None
+        calls += parsed
+    return calls
+
+
 def tool_call(
     completions: list[Any],
     tools: list[Any] | None = None,
@@ -157,8 +169,7 @@ def tool_call(
             scores.append(None)
             continue
         parameters = tool_parameters(row_tools, i)
-        answer = answer_text(completion)
-        calls = parse_tool_calls(answer) if answer is not None else None
+        calls = _calls_made(completion)
         if calls is None or any(call_errors(call, parameters) for call in calls):
             scores.append(0.0)
             continue
@@ -190,8 +201,7 @@ def tool_call_format(
             scores.append(None)
             continue
         expected = _expected_calls(row_value(ground_truth, i), i)
-        answer = answer_text(completion)
-        calls = parse_tool_calls(answer) if answer is not None else None
+        calls = _calls_made(completion)
         wants_none = expected is not None and not expected
         scores.append(float(calls is not None and (bool(calls) != wants_none)))
     return scores
