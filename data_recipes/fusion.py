@@ -108,9 +108,8 @@ def single_turn(rows: list[dict], source: str, settings: FlagSettings, rng: rand
             system = with_flag(rng.choice(settings.system_prompts), mode).strip()
             messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         assert placement == "hard_switch" or expected_mode(messages) == mode  # our flag decides the mode
-        # A tool-use row keeps its tool schemas: the chat template shows them to the model as a rollout does.
         out.append({"messages": messages + replies, "mode": mode, "source": source, "placement": placement,
-                    "turns": 1, "tools": row.get("tools")})
+                    "turns": 1})
     return out
 
 
@@ -140,7 +139,7 @@ def multi_turn(pools: dict[str, list[dict]], settings: MultiTurnSettings, flags:
             messages.append({"role": "user", "content": with_flag(user, flag)})
             messages += replies
             out.append({"messages": [dict(m) for m in messages], "mode": mode, "source": "multi_turn",
-                        "placement": placement, "turns": turn, "tools": None})
+                        "placement": placement, "turns": turn})
     return out
 
 

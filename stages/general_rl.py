@@ -53,6 +53,7 @@ from stages.evaluate import (
 from stages.generation import SamplingSettings, generate
 from stages.moe import MoESettings
 from stages.reasoning_rl import DynamicSamplingSettings, RewardSpec, clipped_completions, grpo_args, train_grpo
+from stages.tool_env import NO_TOOLS, generate_with_tools, load_environments, parse_tool_calls_in_rollouts, route_rows
 
 STAGE = "general_rl"
 
@@ -93,6 +94,9 @@ class GeneralRLConfig:
     follow: FollowSettings = field(default_factory=FollowSettings)
     eval_before: bool = True
     moe: MoESettings = field(default_factory=MoESettings)  # MoE load balancing (stages/moe.py)
+    # Tool use with execution: environment name (a row's ``environment``) -> a built-in tool set of
+    # data_recipes/toolbox.py or a dotted path to an environment class (stages/tool_env.py). Empty: no tools run.
+    environments: dict[str, str] = field(default_factory=dict)
     seed: int = 0
     threads: int = 2
 
@@ -194,15 +198,23 @@ def add_mode_flags(ds, mix: ModeMix, seed: int):
 
 # ---------------------------------------------------------------- evaluation
 
-def evaluate_tasks(model, tokenizer, cfg: GeneralRLConfig, funcs, weights) -> dict:
-    """Per task on held-out rows: the weighted reward its own rewards give (and each reward's mean)."""
+def evaluate_tasks(model, tokenizer, cfg: GeneralRLConfig, funcs, weights, environments: dict | None = None,
+                   max_tool_rounds: int = 3) -> dict:
+    """Per task on held-out rows: the weighted reward its own rewards give (and each reward's mean). With
+    ``environments`` each row's tools run, as in the rollouts (stages/tool_env.py)."""
     ds = add_mode_flags(build_data(cfg.task_eval.data, cfg.seed, key="task_eval.data"), cfg.modes, cfg.seed + 1)
     unknown = sorted(set(ds["task"]) - set(cfg.tasks))
     if unknown:
         raise ConfigError(f"task_eval.data: tasks {unknown} have no rewards in tasks:")
     t0 = time.time()
-    texts = generate(model, tokenizer, list(ds["prompt"]), enable_thinking=True, sampling=cfg.task_eval.sampling,
-                     batch_size=cfg.task_eval.batch_size)
+    options = {"enable_thinking": True, "sampling": cfg.task_eval.sampling, "batch_size": cfg.task_eval.batch_size}
+    if environments:
+        ds = route_rows(ds, environments, "task_eval.data")
+        show_tools = (cfg.trainer.get("chat_template_kwargs") or {}).get("show_tools", True)  # as in the rollouts
+        texts = generate_with_tools(model, tokenizer, list(ds["prompt"]), ds["environment"], environments,
+                                    max_tool_rounds, show_tools, **options)
+    else:
+        texts = generate(model, tokenizer, list(ds["prompt"]), **options)
     columns = {c: list(ds[c]) for c in ds.column_names if c != "prompt"}
     per_task: dict[str, dict] = defaultdict(lambda: defaultdict(list))
     totals: dict[str, list] = defaultdict(list)
@@ -261,6 +273,13 @@ def main(cfg: GeneralRLConfig) -> Path:
     if missing:
         raise ConfigError(f"tasks: no rewards for the data's tasks {missing} (every task needs an entry)")
     train = add_mode_flags(train, cfg.modes, cfg.seed)
+    environments, tool_rounds = None, args.max_tool_calling_iterations or 3
+    if cfg.environments:  # rows naming a tool set are rolled out with it (TRL's tool loop)
+        environments = load_environments(cfg.environments)
+        train = route_rows(train, environments)
+        parse_tool_calls_in_rollouts(tokenizer)
+        print(f"[general] tool use: {sum(e != NO_TOOLS for e in train['environment'])} rows run tools "
+              f"({sorted(cfg.environments)}), at most {tool_rounds} rounds", flush=True)
     counts = {t: train["task"].count(t) for t in sorted(set(train["task"]))}
     print(f"[general] {len(train)} prompts over {len(counts)} tasks; {len(funcs)} routed rewards", flush=True)
 
@@ -272,7 +291,7 @@ def main(cfg: GeneralRLConfig) -> Path:
     if cfg.eval_before:
         with whole_weights(model):  # generation needs whole weights: a no-op unless ZeRO-3 sharded them
             if is_main_process():
-                before = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights),
+                before = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights, environments, tool_rounds),
                           "math": evaluate_input(model, tokenizer, cfg.model, cfg.eval, cfg.seed),
                           "follow": (measured_by_input(cfg.model, "think_follow", cfg.follow, cfg.seed)
                                      or think_follow(model, tokenizer, cfg.follow, cfg.seed))}
@@ -280,11 +299,11 @@ def main(cfg: GeneralRLConfig) -> Path:
         print(format_table(before["math"], f"[general] before: {cfg.model.name_or_path}"), flush=True)
     barrier()  # the others wait here, not in the trainer's first collective (it times out sooner)
     model, trainer, log, train_seconds = train_grpo(model, tokenizer, train, funcs, args, cfg.model,
-                                                    cfg.dynamic_sampling, out, "general", cfg.moe)
+                                                    cfg.dynamic_sampling, out, "general", cfg.moe, environments)
     if not is_main_process():  # wait for the main process to evaluate and write the stage (its barrier below)
         barrier()
         return out
-    after = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights),
+    after = {"tasks": evaluate_tasks(model, tokenizer, cfg, funcs, weights, environments, tool_rounds),
              "math": evaluate(model, tokenizer, cfg.eval, cfg.seed),
              "follow": think_follow(model, tokenizer, cfg.follow, cfg.seed)}
     print(format_task_table(before["tasks"] if before else None, after["tasks"]), flush=True)

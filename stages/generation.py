@@ -70,8 +70,9 @@ def _run(model, tokenizer, texts: list[str], sampling: SamplingSettings, max_new
 
 def generate(model, tokenizer, prompts: list[list[dict]], enable_thinking: bool = True,
              thinking_budget: int | None = None, sampling: SamplingSettings | None = None,
-             batch_size: int = 64) -> list[str]:
-    """The assistant's reply to each chat prompt (see module docstring). ``<|im_end|>`` is stripped."""
+             batch_size: int = 64, tools: list[list | None] | None = None) -> list[str]:
+    """The assistant's reply to each chat prompt (see module docstring). ``<|im_end|>`` is stripped. ``tools``
+    (one list per prompt, or None) are the tools the chat template shows with each prompt."""
     sampling = sampling or SamplingSettings()
     if hasattr(model.config, "output_router_logits"):
         model.config.output_router_logits = False  # router logits + KV cache + padding crash generate()
@@ -79,8 +80,9 @@ def generate(model, tokenizer, prompts: list[list[dict]], enable_thinking: bool 
     model.eval()
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     think_end = tokenizer.convert_tokens_to_ids("</think>")
-    heads = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True,
-                                           enable_thinking=enable_thinking) for p in prompts]
+    tools = tools or [None] * len(prompts)
+    heads = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True, tools=t,
+                                           enable_thinking=enable_thinking) for p, t in zip(prompts, tools)]
     prefix = [EMPTY_THINK if h.endswith(EMPTY_THINK) else "" for h in heads]
     if not enable_thinking or thinking_budget is None:
         outs = _run(model, tokenizer, heads, sampling, sampling.max_new_tokens, [im_end], batch_size)

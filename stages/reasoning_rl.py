@@ -116,9 +116,11 @@ def grpo_args(trainer: dict, out: Path, seed: int, weights: list[float]):
 
 
 def train_grpo(model, tokenizer, train, reward_funcs, args, settings: ModelSettings,
-               dynamic: DynamicSamplingSettings, out: Path, tag: str, moe: MoESettings | None = None):
-    """TRL's GRPOTrainer (with DAPO dynamic sampling when enabled, the MoE balance loss of ``moe``), resumable;
-    the trained model is saved to ``out`` and loaded back. Returns (model, trainer, log history, training
+               dynamic: DynamicSamplingSettings, out: Path, tag: str, moe: MoESettings | None = None,
+               environments: dict | None = None):
+    """TRL's GRPOTrainer (with DAPO dynamic sampling when enabled, the MoE balance loss of ``moe``, the tool
+    environments of ``environments`` routed by the rows' ``environment``), resumable; the trained model is
+    saved to ``out`` and loaded back. Returns (model, trainer, log history, training
     seconds); ``trainer.moe_summary`` holds the expert metrics of an MoE model (else None)."""
     from trl import GRPOTrainer
 
@@ -126,8 +128,11 @@ def train_grpo(model, tokenizer, train, reward_funcs, args, settings: ModelSetti
 
     peft_config = lora_config(settings.lora, model) if settings.lora else None
     trainer_cls, extra = GRPOTrainer, {}
+    if environments:
+        extra["environment_factory"] = environments
     if dynamic.enabled:
-        trainer_cls, extra = DynamicSamplingGRPOTrainer, {"max_refill_rounds": dynamic.max_refill_rounds}
+        trainer_cls = DynamicSamplingGRPOTrainer
+        extra["max_refill_rounds"] = dynamic.max_refill_rounds
     trainer = make_trainer(trainer_cls, model, args, moe, divide_by_accumulation=True, reward_funcs=reward_funcs,
                            train_dataset=train, processing_class=tokenizer, peft_config=peft_config, **extra)
     log, seconds = train_resumable(trainer, out, tag)

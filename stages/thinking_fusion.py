@@ -210,15 +210,11 @@ def fused_dataset(cfg: FusionStageConfig, model, tokenizer, out: Path):
     for key_name, specs in (("thinking", cfg.thinking), ("non_thinking", cfg.non_thinking)):
         for i, spec in enumerate(specs):
             ds = build_data([spec], cfg.seed, key=f"{key_name}.{i}")
-            tools = ds["tools"] if "tools" in ds.column_names else [None] * len(ds)
-            sources.append((f"{key_name}/{spec.name}", [{"messages": m, "tools": t}
-                                                         for m, t in zip(ds["messages"], tools)]))
+            sources.append((f"{key_name}/{spec.name}", [{"messages": m} for m in ds["messages"]]))
     rows = []
     for name, part in sources:
         rows += single_turn(part, name, cfg.flags, rng)
-    # Dialogs are built from exchanges without tools (a dialog would need every exchange's tools in its prompt).
-    pools = {mode: [r for r in rows if r["mode"] == mode and r["turns"] == 1 and not r["tools"]]
-             for mode in ("think", "no_think")}
+    pools = {mode: [r for r in rows if r["mode"] == mode and r["turns"] == 1] for mode in ("think", "no_think")}
     rows += multi_turn(pools, cfg.multi_turn, cfg.flags, rng)
     rng.shuffle(rows)
     card = dataset_card(rows, rejection)

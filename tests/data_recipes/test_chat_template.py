@@ -50,7 +50,7 @@ def test_history_turns_lose_their_reasoning(tok):
         "<|im_start|>user\nb<|im_end|>\n<|im_start|>assistant\n<think>\nsecond thoughts\n</think>\n\nB<|im_end|>\n")
 
 
-def test_tool_call_and_tool_response_render_as_qwen3(tok):
+def test_tool_call_and_tool_response_render_as_qwen3_keeping_the_tool_turns_think_block(tok):
     tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
     msgs = [{"role": "user", "content": "add 2 and 3"},
             {"role": "assistant", "content": "",
@@ -61,10 +61,37 @@ def test_tool_call_and_tool_response_render_as_qwen3(tok):
     assert text.startswith("<|im_start|>system\n# Tools\n\nYou may call one or more functions")
     assert '<tools>\n{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}\n</tools>' \
         in text
-    assert ("<|im_start|>user\nadd 2 and 3<|im_end|>\n<|im_start|>assistant\n"
+    # Qwen3's template drops the empty think block of a turn a tool response follows; ours keeps it (what the
+    # model wrote there), so the rendering is prefix-preserving, as TRL's multi-turn tool loop needs.
+    assert ("<|im_start|>user\nadd 2 and 3<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
             '<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call><|im_end|>\n'
             "<|im_start|>user\n<tool_response>\n5\n</tool_response><|im_end|>\n"
             "<|im_start|>assistant\n<think>\n\n</think>\n\nIt is 5.<|im_end|>\n") in text
+
+
+def test_template_is_prefix_preserving_and_parses_tool_calls_for_trls_tool_loop(tok):
+    from trl.chat_template_utils import is_chat_template_prefix_preserving, supports_tool_calling
+
+    from stages.tool_env import parse_tool_calls_in_rollouts
+
+    assert supports_tool_calling(tok) and is_chat_template_prefix_preserving(tok)
+    parse_tool_calls_in_rollouts(tok)
+    prefix = tok.apply_chat_template([{"role": "user", "content": "q"}], add_generation_prompt=True)["input_ids"]
+    call = '<think>\nadd\n</think>\n\n<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 3}}\n</tool_call>'
+    parsed = tok.parse_response(tok(call + "<|im_end|>")["input_ids"], prefix=list(prefix))
+    assert parsed["tool_calls"] == [{"type": "function", "function": {"name": "add", "arguments": {"a": 2, "b": 3}}}]
+    assert parsed["content"] == "<think>\nadd\n</think>"  # the think block stays: the rewards judge it
+    cut_off = tok.parse_response(tok("<think>\nstill thinking")["input_ids"], prefix=list(prefix))
+    assert cut_off["content"] == "<think>\nstill thinking"  # no "</think>": the rewards see it was cut off
+
+
+def test_show_tools_false_leaves_the_tool_schemas_out(tok):
+    tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "add 2 and 3"}]
+    shown = tok.apply_chat_template(msgs, tools=tools, tokenize=False, add_generation_prompt=True)
+    hidden = tok.apply_chat_template(msgs, tools=tools, tokenize=False, add_generation_prompt=True, show_tools=False)
+    assert '"name": "add"' in shown and "# Tools" in shown
+    assert hidden == tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
 def test_assistant_mask_covers_exactly_the_assistant_output_and_im_end(tok):

@@ -65,7 +65,7 @@ def best_total(task: str) -> float:
 @pytest.mark.parametrize("think", [False, True])
 def test_every_reference_answer_scores_the_maximum_of_each_routed_reward(split, think):
     ds = dataset(split, think)
-    completions = [messages[1]["content"] for messages in ds["messages"]]
+    completions = [messages[1:] for messages in ds["messages"]]  # the reply: with a tool's response, all its turns
     scores = score_rows(ds, completions)
     assert sorted(set(ds["task"])) == sorted(TASKS)
     assert all(list(ds["task"]).count(task) == ROWS_PER_TASK for task in TASKS)
@@ -88,7 +88,7 @@ def test_a_fixed_wrong_answer_scores_lower_than_the_reference_on_every_task():
 
 def test_another_rows_answer_scores_lower_on_tasks_that_check_content():
     ds = dataset()
-    completions = [messages[1]["content"] for messages in ds["messages"]]
+    completions = [messages[1:] for messages in ds["messages"]]  # the reply: with a tool's response, all its turns
     rows_of = defaultdict(list)
     for i, task in enumerate(ds["task"]):
         rows_of[task].append(i)
@@ -105,7 +105,7 @@ def test_rewards_return_none_for_rows_of_other_tasks_in_a_mixed_batch():
     ds = dataset()
     columns = trainer_columns(ds)
     # Conversational completions, as TRL passes them for a chat dataset.
-    completions = [[{"role": "assistant", "content": m[1]["content"]}] for m in ds["messages"]]
+    completions = [m[1:] for m in ds["messages"]]
     for spec in reward_specs():
         routed = get_reward(spec["name"], **spec["kwargs"])(completions=completions, **columns)
         own = [task in spec["kwargs"]["tasks"] for task in ds["task"]]
@@ -171,11 +171,16 @@ def test_think_changes_only_the_assistant_turn():
         if column != "messages":
             assert list(plain[column]) == list(thinking[column]), column
     for no_think, think in zip(plain["messages"], thinking["messages"]):
-        assert no_think[0] == think[0]
-        assert no_think[1]["content"].startswith(EMPTY_THINK)
-        reasoning, answer = re.fullmatch(r"<think>\n(.+)\n</think>\n\n(.+)", think[1]["content"], re.DOTALL).groups()
-        assert 1 <= len(reasoning.splitlines()) <= 4
-        assert answer == no_think[1]["content"][len(EMPTY_THINK):]
+        assert no_think[0] == think[0] and len(no_think) == len(think)
+        for plain_turn, think_turn in zip(no_think[1:], think[1:]):  # a tool-use reply: every assistant turn
+            if think_turn["role"] == "tool":
+                assert plain_turn == think_turn
+                continue
+            assert plain_turn["content"].startswith(EMPTY_THINK)
+            reasoning, answer = re.fullmatch(r"<think>\n(.+)\n</think>\n\n(.+)", think_turn["content"],
+                                             re.DOTALL).groups()
+            assert 1 <= len(reasoning.splitlines()) <= 4
+            assert answer == plain_turn["content"][len(EMPTY_THINK):]
 
 
 def test_tasks_filter_keeps_the_listed_tasks_round_robin_with_rows_independent_of_the_others():
@@ -235,7 +240,8 @@ def test_prompts_and_answers_stay_short_for_a_tiny_model():
     ds = dataset()
     for task, messages in zip(ds["task"], ds["messages"]):
         assert len(messages[0]["content"].split()) < 60, (task, messages[0]["content"])
-        assert len(messages[1]["content"][len(EMPTY_THINK):].split()) <= 45, (task, messages[1]["content"])
+        for turn in messages[1:]:
+            assert len(turn["content"].removeprefix(EMPTY_THINK).split()) <= 45, (task, turn["content"])
 
 
 def test_spelled_words_have_no_letter_a_that_exact_match_would_drop():
