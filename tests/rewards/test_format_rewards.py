@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from rewards.completion import answer_text, completion_text, row_value
+from rewards.completion import answer_text, completion_text, row_value, turn_answers
 from rewards.format import (
     mode_compliance,
+    thinking_budget,
     prompt_mode,
     repetition_penalty,
     reply_mode,
@@ -37,6 +38,37 @@ def test_conversational_completion_text_joins_assistant_messages() -> None:
     )
     assert completion_text([{"role": "assistant", "content": None}]) == ""
     assert completion_text(None) == ""
+
+
+# A multi-turn tool-use completion as TRL's tool loop hands it over: the call parsed out of the first turn, the
+# tool's response, the reply after it.
+CALL = {"type": "function", "function": {"name": "multiply", "arguments": {"a": 6, "b": 7}}}
+
+
+def tool_use(first_think: str = "", second: str = "<think>\n\n</think>\n\n42") -> list[dict]:
+    return [{"role": "assistant", "content": f"<think>\n{first_think}\n</think>", "tool_calls": [CALL]},
+            {"role": "tool", "content": "42"}, {"role": "assistant", "content": second}]
+
+
+def test_a_tool_use_completion_is_its_turns_with_the_calls_written_back_and_its_answer_is_the_last_reply() -> None:
+    completion = tool_use("I multiply.")
+    assert completion_text(completion) == (
+        '<think>\nI multiply.\n</think>\n<tool_call>\n{"name": "multiply", "arguments": {"a": 6, "b": 7}}\n'
+        "</tool_call>\n<think>\n\n</think>\n\n42")  # the tool's response is not the model's text
+    assert answer_text(completion) == "42"
+    assert turn_answers(completion) == ['<tool_call>\n{"name": "multiply", "arguments": {"a": 6, "b": 7}}\n'
+                                        "</tool_call>", "42"]
+    assert answer_text(tool_use(second="<think>\nthe tool said")) is None  # cut off after the tool answered
+    assert answer_text(tool_use(second="42 it is")) == "42 it is"  # a last turn without a think block: whole
+
+
+def test_format_and_mode_rewards_judge_every_turn_of_a_tool_use_completion() -> None:
+    no_think, thinking = tool_use(), tool_use("I multiply.", "<think>\nIt said 42.\n</think>\n\n42")
+    assert think_format([no_think, thinking, tool_use(second="<think>\nthe tool said")]) == [1.0, 1.0, 0.0]
+    assert mode_compliance([no_think, thinking], mode=["no_think", "no_think"]) == [1.0, 0.0]
+    assert mode_compliance([no_think, thinking, tool_use("I multiply.")], mode=["think"] * 3) == [0.0, 1.0, 0.0]
+    assert [reply_mode(c) for c in (no_think, thinking)] == ["no_think", "think"]  # chosen in the first turn
+    assert thinking_budget([thinking], budget=100) == [1.0]
 
 
 def test_row_value_is_none_for_missing_columns_and_rows() -> None:

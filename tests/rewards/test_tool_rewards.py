@@ -231,3 +231,16 @@ def test_bfcl_ground_truths_score_one_and_corruptions_zero(benchmarks: Path, spl
     assert scores.count(1.0) == len(questions) == {"simple_python": 400, "parallel": 200}[split]
     assert tool_call(corrupted, tools=tools, ground_truth=expected).count(0.0) == len(questions)
     assert tool_call_format(completions, tools=tools).count(1.0) == len(questions)
+
+
+def test_tool_call_counts_the_calls_of_every_turn_of_a_tool_use_completion() -> None:
+    tools = [[{"type": "function", "function": {"name": "add", "parameters": {
+        "type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}}}]]
+    call = {"type": "function", "function": {"name": "add", "arguments": {"a": 2, "b": 3}}}
+    done = [{"role": "assistant", "content": "<think>\n\n</think>", "tool_calls": [call]},
+            {"role": "tool", "content": "5"}, {"role": "assistant", "content": "<think>\n\n</think>\n\n5"}]
+    again = done + [{"role": "assistant", "content": "<think>\n\n</think>", "tool_calls": [call]}]
+    cut = done[:2] + [{"role": "assistant", "content": "<think>\nthe sum is"}]
+    expected = [[{"name": "add", "arguments": {"a": 2, "b": 3}}]]
+    assert tool_call([done, again, cut], tools=tools * 3, ground_truth=expected * 3) == [1.0, 0.0, 0.0]
+    assert tool_call_format([done, cut], tools=tools * 2, ground_truth=expected * 2) == [1.0, 0.0]
