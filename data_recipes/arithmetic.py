@@ -283,6 +283,7 @@ def build(
     eval_fraction: float = 0.05,
     avoid: list[dict] | None = None,
     answer_style: str = "think",
+    thinking_budget: int | None = None,
 ) -> Dataset:
     """Build ``n`` distinct problems of one split as a chat dataset.
 
@@ -291,8 +292,12 @@ def build(
     ``difficulty``, ``n_ops``, ``signature``. ``avoid`` lists the arguments of other builds whose problems must
     not appear here (e.g. stage 2 avoids stage 1's training problems: ``avoid=[{"n": 4000, "seed": 0}]``).
     ``answer_style="direct"`` gives non-thinking answers (empty think block, short working; see
-    :func:`direct_answer`) for stage 3's fused data.
+    :func:`direct_answer`) for stage 3's fused data. ``thinking_budget=N`` asks, in the question, to think for
+    at most N tokens and puts N in a ``thinking_budget`` column (the ``thinking_budget`` reward's), with the task
+    ``arithmetic_budget``: prompts for RL (the reference trace in ``messages`` is not cut to the budget).
     """
+    if thinking_budget is not None and thinking_budget <= 0:
+        raise ValueError(f"thinking_budget must be a positive number of tokens, got {thinking_budget}")
     if answer_style not in ("think", "direct"):
         raise ValueError(f"answer_style must be 'think' or 'direct', got {answer_style!r}")
     if split not in ("train", "eval"):
@@ -315,6 +320,8 @@ def build(
             continue
         seen.add(sig)
         question, think, answer, direct = render(p, rng)
+        if thinking_budget is not None:
+            question += f" Think for at most {thinking_budget} tokens."
         rows.append({
             "messages": [
                 {"role": "user", "content": question},
@@ -324,9 +331,10 @@ def build(
             "prompt": [{"role": "user", "content": question}],
             "solution": f"\\boxed{{{p.answer}}}",
             "answer": p.answer,
-            "task": "arithmetic",
+            "task": "arithmetic" if thinking_budget is None else "arithmetic_budget",
             "difficulty": difficulty,
             "n_ops": len(p.ops),
             "signature": sig,
+            **({} if thinking_budget is None else {"thinking_budget": thinking_budget}),
         })
     return Dataset.from_list(rows)

@@ -108,3 +108,16 @@ def test_avoid_excludes_the_problems_of_another_build():
     assert not stage1 & set(stage2["signature"])
     unguarded = build(n=500, seed=1, difficulty=1)
     assert stage1 & set(unguarded["signature"])  # without `avoid`, small spaces do collide
+
+
+def test_a_thinking_budget_is_asked_for_in_the_question_and_given_to_the_reward():
+    from rewards.format import thinking_budget
+
+    ds = build(n=4, seed=0, difficulty=1, thinking_budget=96)
+    assert set(ds["task"]) == {"arithmetic_budget"} and ds["thinking_budget"] == [96] * 4
+    assert all(p[0]["content"].endswith(" Think for at most 96 tokens.") for p in ds["prompt"])
+    assert build(n=4, seed=0, difficulty=1)["signature"] == ds["signature"]  # the same problems otherwise
+    assert thinking_budget(["<think>\n" + "x" * 2000 + "\n</think>\n\n4"], thinking_budget=ds["thinking_budget"][:1]) \
+        == [0.0]
+    with pytest.raises(ValueError, match="thinking_budget must be a positive number of tokens"):
+        build(n=1, thinking_budget=0)
