@@ -17,8 +17,8 @@ an error back, as a call to a tool that does not exist would.
 
 from __future__ import annotations
 
-import importlib
 import inspect
+import pkgutil
 from typing import Any
 
 NO_TOOLS = "none"  # the environment of rows that name none
@@ -79,14 +79,12 @@ def load_environments(specs: dict[str, str], key: str = "environments") -> dict[
 
 
 def _import(path: str) -> Any:
-    module_name, _, name = path.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        return pkgutil.resolve_name(path)  # "package.module:Name"
     except ImportError as e:
-        raise ValueError(f"cannot import module {module_name!r} ({e})") from None
-    if not hasattr(module, name):
-        raise ValueError(f"module {module_name!r} has no {name!r}")
-    return getattr(module, name)
+        raise ValueError(f"cannot import module {path.partition(':')[0]!r} ({e})") from None
+    except AttributeError:
+        raise ValueError(f"module {path.partition(':')[0]!r} has no {path.partition(':')[2]!r}") from None
 
 
 def route_rows(ds, factories: dict[str, Any], key: str = "data"):
