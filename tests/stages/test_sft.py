@@ -185,8 +185,8 @@ def test_a_half_written_checkpoint_is_removed_and_the_last_complete_one_resumed(
 
 def test_mode_loss_adds_the_binary_empty_or_thinking_loss_at_the_decision_token(tmp_path, tiny_moe_dir):
     """The decision is found after <think> (past the newline both kinds share), never in a prompt, and the loss
-    is the plain loss + w × (-log p_empty for /no_think, -log(1 - p_empty) for thinking) / trained tokens, from
-    the same forward."""
+    is the plain loss + w × (-log p_empty for /no_think, -log(1 - p_empty) for thinking, + the cross-entropy of
+    the chosen empty block's </think>) / trained tokens, from the same forward."""
     import datasets
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
@@ -222,8 +222,12 @@ def test_mode_loss_adds_the_binary_empty_or_thinking_loss_at_the_decision_token(
     assert [tok.decode(batch["input_ids"][r, p + 1]) for r, p in zip(row, pos)] == ["\n", "a"]
     p_empty = logits[row, pos].softmax(-1)[:, decision.empty_id]
     binary = -torch.log(p_empty[0]) - torch.log(1 - p_empty[1])
+    # and the chosen empty block's </think>, predicted one token after the decision
+    assert [tok.decode([t]) for t in decision.close_ids] == ["</think>"]
+    assert batch["input_ids"][0, pos[0] + 2] == decision.close_ids[0]
+    close = -logits[0, pos[0] + 1].log_softmax(-1)[decision.close_ids[0]]
     trained = (batch["labels"][:, 1:] != -100).sum()
-    assert losses[3.0] - losses[0.0] == pytest.approx(3.0 * (binary / trained).item(), rel=1e-4)
+    assert losses[3.0] - losses[0.0] == pytest.approx(3.0 * ((binary + close) / trained).item(), rel=1e-4)
 
 
 def test_a_negative_mode_loss_weight_is_a_config_error(tmp_path):
