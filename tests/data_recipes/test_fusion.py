@@ -136,3 +136,20 @@ def test_direct_arithmetic_answers_are_non_thinking_and_correct():
     assert ds["prompt"] == build(n=20, seed=3, difficulty=2)["prompt"]  # same problems as the thinking build
     with pytest.raises(ValueError, match="answer_style"):
         build(n=1, answer_style="terse")
+
+
+def test_a_tool_use_dialog_is_flagged_as_one_reply_and_a_hard_switch_prefills_each_of_its_turns():
+    from data_recipes import instructions
+
+    rows = [{"messages": m} for m in instructions.build(n=12, seed=0, tasks=["tool_answer_calc"])["messages"]]
+    settings = FlagSettings(hard_switch_share=1.0)  # every non-thinking row without a flag
+    out = single_turn(rows, "tools", settings, random.Random(0))
+    for row, source in zip(out, rows):
+        roles = [m["role"] for m in row["messages"]]
+        assert roles[-3:] == ["assistant", "tool", "assistant"] and row["placement"] == "hard_switch"
+        assistant = [m for m in row["messages"] if m["role"] == "assistant"]
+        assert all(m.get("think_prefilled") for m in assistant)  # enable_thinking=False prefills every turn
+        assert [m["content"] for m in row["messages"][-3:]] == [m["content"] for m in source["messages"][1:]]
+    with pytest.raises(ValueError, match="expected a user message then the assistant's reply"):
+        single_turn([{"messages": [{"role": "user", "content": "q"}, {"role": "tool", "content": "5"}]}],
+                    "bad", settings, random.Random(0))
