@@ -65,9 +65,12 @@ class ModeMix:
     no_think_share: float = 0.4
     think_flag_share: float = 0.3  # of the thinking prompts, the share that says /think (the rest: no flag)
     system_share: float = 0.3  # of the flagged prompts, the share whose flag is in a system message
+    # Prompts that continue a dialog: an earlier exchange (another row's question and reference reply) with a
+    # flag, then this row's question, which half the time has none and so keeps the earlier mode.
+    dialog_share: float = 0.0
 
     def __post_init__(self):
-        for key in ("no_think_share", "think_flag_share", "system_share"):
+        for key in ("no_think_share", "think_flag_share", "system_share", "dialog_share"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"modes.{key} must be in [0, 1], got {getattr(self, key)}")
 
@@ -181,8 +184,13 @@ def add_mode_flags(ds, mix: ModeMix, seed: int):
     """Flag a share of the prompts /no_think (else /think or no flag), in the user or the system message, and
     record the mode each reply must follow in a ``mode`` column (what mode_compliance checks)."""
     rng = random.Random(f"modes/{seed}")
+    history = [(row["prompt"][-1]["content"], row["messages"][-1]["content"])
+               for row in ds if row.get("messages") and row["messages"][-1]["role"] == "assistant"] \
+        if mix.dialog_share and "messages" in ds.column_names else []
 
     def flag(row):
+        if history and rng.random() < mix.dialog_share:
+            return continued_dialog(row, rng)
         mode = "no_think" if rng.random() < mix.no_think_share else "think"
         flagged = mode == "no_think" or rng.random() < mix.think_flag_share
         prompt = [dict(m) for m in row["prompt"]]
@@ -192,6 +200,16 @@ def add_mode_flags(ds, mix: ModeMix, seed: int):
             last = max(i for i, m in enumerate(prompt) if m["role"] == "user")
             prompt[last]["content"] = with_flag(prompt[last]["content"], mode)
         return {"prompt": prompt, "mode": mode}
+
+    def continued_dialog(row, rng):
+        question, reply = rng.choice(history)
+        earlier = "no_think" if rng.random() < mix.no_think_share else "think"
+        now = rng.choice([None, None, "think", "no_think"])  # half the turns carry no flag: the earlier one holds
+        prompt = [{"role": "user", "content": with_flag(question, earlier)},
+                  {"role": "assistant", "content": reply},  # history: the template drops its reasoning
+                  *[dict(m) for m in row["prompt"][:-1] if m["role"] != "system"],
+                  {**row["prompt"][-1], "content": with_flag(row["prompt"][-1]["content"], now)}]
+        return {"prompt": prompt, "mode": now or earlier}
 
     return ds.map(flag, load_from_cache_file=False, desc="mode flags")
 

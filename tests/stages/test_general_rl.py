@@ -60,6 +60,22 @@ def test_mode_flags_go_in_user_or_system_messages_and_the_mode_column_matches():
     assert all(places.values())
 
 
+def test_continued_dialogs_keep_an_earlier_flag_when_the_last_question_has_none():
+    ds = build_data([RecipeSpec("instructions", kwargs={"n": 200, "seed": 0})], 0)
+    flagged = general_rl.add_mode_flags(ds, general_rl.ModeMix(dialog_share=0.5), 0)
+    dialogs = [(p, m) for p, m in zip(flagged["prompt"], flagged["mode"]) if len(p) == 3]
+    assert 60 < len(dialogs) < 140
+    carried = 0
+    for prompt, mode in dialogs:
+        assert [m["role"] for m in prompt] == ["user", "assistant", "user"] and expected_mode(prompt) == mode
+        assert "<think>" in prompt[1]["content"]  # a reference reply as history
+        if not prompt[-1]["content"].endswith(("/think", "/no_think")):
+            carried += 1
+            assert prompt[0]["content"].endswith(f"/{mode}")  # the earlier flag decides
+    assert 0.3 < carried / len(dialogs) < 0.7
+    assert all(len(p) <= 2 for p in general_rl.add_mode_flags(ds, general_rl.ModeMix(), 0)["prompt"])
+
+
 def test_the_chemistry_example_plugs_in_by_dotted_path_without_touching_rewards():
     cfg = load_config(general_rl.GeneralRLConfig, REPO / "configs" / "stage4_general" / "chemistry-example.yaml", [])
     funcs, _ = general_rl.routed_rewards(cfg.tasks, cfg.all_tasks)
