@@ -10,12 +10,12 @@ import pytest
 from rewards.completion import answer_text, completion_text, row_value, turn_answers
 from rewards.format import (
     mode_compliance,
-    thinking_budget,
     prompt_mode,
     repetition_penalty,
     reply_mode,
     soft_overlong,
     think_format,
+    thinking_budget,
 )
 
 # ------------------------------------------------------------ answer parsing
