@@ -40,6 +40,7 @@ from datasets import Dataset, Features, List, Value
 
 from data_recipes import toolbox
 from data_recipes.arithmetic import is_eval
+from rewards.completion import render_tool_call
 from rewards.ifeval_checks import count_sentences, count_words, detect_language
 from rewards.instruction import compatible
 
@@ -479,7 +480,7 @@ def _schemas(toolset: str) -> str:
 
 def _tool_calls(calls: list[dict[str, Any]]) -> str:
     """Qwen3's tool-call blocks, one per call."""
-    return "\n".join(f"<tool_call>\n{json.dumps(call)}\n</tool_call>" for call in calls)
+    return "\n".join(render_tool_call(call) for call in calls)
 
 
 def _tool_row(toolset: str, listing: str, question: str, calls: list[dict], think: str, signature: str,

@@ -220,21 +220,30 @@ def tool_schemas(toolset: str) -> list[dict[str, Any]]:
     return [get_json_schema(tool) for tool in TOOLSETS[toolset]]
 
 
-def call_tool(toolset: str, name: str, arguments: Any) -> str:
-    """Run one call the way a rollout does and return the tool's response text: the result, or
-    ``{"error": ...}`` for a call the tool rejects (unknown tool, bad arguments), as TRL reports a failed call.
+def run_call(tools: dict[str, Callable], name: str, arguments: Any) -> str:
+    """One call's response text from ``tools`` (name -> function): the result, or ``{'error': ...}`` for a call
+    that fails (unknown tool, bad arguments, the tool's own check), as TRL reports a failed call. The one place
+    a call runs: the data recipes (to know the right answer) and the evaluation's tool loop both come here.
 
-    >>> call_tool("calculator", "add", {"a": 2, "b": 3})
+    >>> run_call({"add": add}, "add", {"a": 2, "b": 3})
     '5'
-    >>> call_tool("calculator", "power", {"a": 2})
+    >>> run_call({"add": add}, "power", {"a": 2})
     "{'error': 'Tool power not found.'}"
     """
-    tools = {tool.__name__: tool for tool in TOOLSETS.get(toolset, [])}
     try:
         if name not in tools:
             raise ValueError(f"Tool {name} not found.")
         if not isinstance(arguments, dict):
             raise ValueError(f"arguments must be an object, got {arguments!r}")
         return str(tools[name](**arguments))
-    except (ValueError, TypeError) as e:  # TypeError: missing or unexpected argument names
+    except Exception as e:  # a tool's failure is the model's feedback, never the run's
         return str({"error": str(e)})
+
+
+def call_tool(toolset: str, name: str, arguments: Any) -> str:
+    """:func:`run_call` with a built-in tool set.
+
+    >>> call_tool("calculator", "add", {"a": 2, "b": 3})
+    '5'
+    """
+    return run_call({tool.__name__: tool for tool in TOOLSETS.get(toolset, [])}, name, arguments)

@@ -44,13 +44,14 @@ def assistant_texts(completion: Any) -> list[str]:
             continue
         content = message.get("content")
         text = content if isinstance(content, str) else ""
-        calls = [_render_call(call) for call in message.get("tool_calls") or []]
+        calls = [render_tool_call(call) for call in message.get("tool_calls") or []]
         turns.append("\n".join(([text] if text else []) + calls))
     return turns
 
 
-def _render_call(call: Any) -> str:
-    """One parsed tool call back in the text form the model wrote (as the chat template renders it)."""
+def render_tool_call(call: Any) -> str:
+    """A tool call (``{"name", "arguments"}``, or TRL's parsed ``{"type", "function": {...}}``) in the text form
+    the model writes and the chat template renders."""
     function = call.get("function", call) if isinstance(call, dict) else {}
     name = function.get("name") if isinstance(function, dict) else None
     arguments = function.get("arguments") if isinstance(function, dict) else None

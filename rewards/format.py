@@ -292,9 +292,10 @@ def thinking_budget(
         if limit <= 0:
             scores.append(None)
             continue
-        text = completion_text(completion)
+        turns = assistant_texts(completion) or [""]
+        text = "\n".join(turns)  # completion_text
         blocks = [("", turn) if THINK_OPEN not in turn and THINK_CLOSE not in turn else _think_block(turn)
-                  for turn in assistant_texts(completion) or [""]]
+                  for turn in turns]
         if any(block is None for block in blocks):
             scores.append(0.0)
             continue

@@ -184,13 +184,14 @@ def add_mode_flags(ds, mix: ModeMix, seed: int):
     """Flag a share of the prompts /no_think (else /think or no flag), in the user or the system message, and
     record the mode each reply must follow in a ``mode`` column (what mode_compliance checks)."""
     rng = random.Random(f"modes/{seed}")
-    history = [(row["prompt"][-1]["content"], row["messages"][-1]["content"])
-               for row in ds if row.get("messages") and row["messages"][-1]["role"] == "assistant"] \
+    history = [(prompt[-1]["content"], messages[-1]["content"])
+               for prompt, messages in zip(ds["prompt"], ds["messages"])
+               if messages and messages[-1]["role"] == "assistant"] \
         if mix.dialog_share and "messages" in ds.column_names else []
 
     def flag(row):
         if history and rng.random() < mix.dialog_share:
-            return continued_dialog(row, rng)
+            return continued_dialog(row)
         mode = "no_think" if rng.random() < mix.no_think_share else "think"
         flagged = mode == "no_think" or rng.random() < mix.think_flag_share
         prompt = [dict(m) for m in row["prompt"]]
@@ -201,7 +202,7 @@ def add_mode_flags(ds, mix: ModeMix, seed: int):
             prompt[last]["content"] = with_flag(prompt[last]["content"], mode)
         return {"prompt": prompt, "mode": mode}
 
-    def continued_dialog(row, rng):
+    def continued_dialog(row):
         question, reply = rng.choice(history)
         earlier = "no_think" if rng.random() < mix.no_think_share else "think"
         now = rng.choice([None, None, "think", "no_think"])  # half the turns carry no flag: the earlier one holds

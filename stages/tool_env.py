@@ -113,13 +113,10 @@ def environment_tools(environment: Any) -> dict[str, Any]:
 
 
 def run_call(tools: dict[str, Any], call: dict[str, Any]) -> str:
-    """One call's response text, with a failure reported as TRL reports it (``{'error': ...}``)."""
-    try:
-        if call["name"] not in tools:
-            raise ValueError(f"Tool {call['name']} not found.")
-        return str(tools[call["name"]](**call["arguments"]))
-    except Exception as e:  # a tool's failure is the model's feedback, never the run's
-        return str({"error": str(e)})
+    """One parsed call (``{"name", "arguments"}``) run against an environment's tools (data_recipes.toolbox)."""
+    from data_recipes.toolbox import run_call as run
+
+    return run(tools, call["name"], call["arguments"])
 
 
 def generate_with_tools(model, tokenizer, prompts: list[list[dict]], environments: list[str],
