@@ -142,10 +142,8 @@ def train_sft(model, tokenizer, train, args, settings: ModelSettings, out: Path,
     trainer_cls = SFTTrainer
     if mode_loss_weight:
         trainer_cls = mode_loss_trainer(SFTTrainer, mode_loss_weight, mode_decision(tokenizer))
-    # A ``tools`` column (JSON tool schemas, tool-use rows) goes with its rows: TRL renders it into the prompt.
-    columns = ["messages"] + (["tools"] if "tools" in train.column_names else [])
     trainer = make_trainer(trainer_cls, model, args, moe, divide_by_accumulation=False,
-                           train_dataset=train.select_columns(columns), processing_class=tokenizer,
+                           train_dataset=train.select_columns(["messages"]), processing_class=tokenizer,
                            peft_config=peft_config)
     if args.packing and settings.attn_implementation != "flash_attention_2":
         # TRL flattens a packed batch into one sequence (right for flash-attention varlen kernels only) and refuses
