@@ -8,14 +8,18 @@ one override of the trainer's rollout step and two pure helpers that are tested 
 - :func:`informative_groups` — which groups of ``num_generations`` rows have any non-zero advantage;
 - :func:`concat_rollouts` — join two rollout batches whose tensors were padded to different lengths.
 
-The refill draws prompts from the training set with its own seeded sampler. With several processes every rank
-runs the same number of refill rounds (the shortfall is all-reduced), since each round makes collective calls.
+The refill draws prompts from the training set with its own seeded sampler, only as many as the shortfall needs at
+the share of informative groups seen so far (:func:`refill_size`): generation is most of a step's time, and a
+whole batch of new prompts to replace two dropped groups would double it. With several processes every rank runs
+the same number of refill rounds of the same size (the shortfall and the share are all-reduced), since each round
+makes collective calls.
 If the rounds run out, the batch is topped up with dropped (zero-advantage) groups so its size stays fixed; the
 share is logged as ``dynamic_sampling/filled_zero_std``.
 """
 
 from __future__ import annotations
 
+import math
 import random
 
 import torch
@@ -49,6 +53,19 @@ def informative_groups(advantages: torch.Tensor, num_generations: int) -> torch.
     if advantages.numel() % num_generations:
         raise ValueError(f"{advantages.numel()} rows do not split into groups of {num_generations}")
     return (advantages.view(-1, num_generations).abs() > ZERO_ADVANTAGE).any(dim=1)
+
+
+def refill_size(shortfall: int, share: float, n_groups: int, min_share: float = 0.25) -> int:
+    """How many prompts to draw to refill ``shortfall`` groups when a ``share`` of the groups generated so far
+    carried a signal: the shortfall over that share (at least ``min_share``, so a step that found nothing does not
+    ask for 100× more), rounded up and capped at a whole batch of ``n_groups``.
+
+    >>> refill_size(2, share=0.75, n_groups=8)   # 2 / 0.75 -> 3
+    3
+    >>> refill_size(8, share=0.0, n_groups=8)    # nothing informative yet: one whole batch
+    8
+    """
+    return max(shortfall, min(n_groups, math.ceil(shortfall / max(share, min_share) - 1e-9)))
 
 
 def _pad_to(t: torch.Tensor, length: int, side: str, value) -> torch.Tensor:
@@ -108,15 +125,19 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         keep = informative_groups(batch["advantages"], g)
         kept = select_rows(batch, _group_rows(keep.nonzero().flatten(), g))
         dropped = select_rows(batch, _group_rows((~keep).nonzero().flatten(), g))
-        rounds = 0
+        rounds, generated, informative = 0, n_groups, int(keep.sum())
         while True:
-            shortfall = torch.tensor(float(n_groups - len(kept["advantages"]) // g), device=batch["advantages"].device)
-            shortfall = self.accelerator.gather(shortfall.unsqueeze(0)).max().item()
+            # every rank must make the same generation calls: agree on the largest shortfall and lowest share
+            counts = torch.tensor([[n_groups - len(kept["advantages"]) // g, -informative / generated]],
+                                  dtype=torch.float64, device=batch["advantages"].device)
+            shortfall, neg_share = self.accelerator.gather(counts).max(dim=0).values.tolist()
             if shortfall <= 0 or rounds >= self.max_refill_rounds:
                 break
             rounds += 1
-            more = super()._generate_and_score_completions(self._refill_inputs(n_groups))
+            n = refill_size(int(shortfall), -neg_share, n_groups)
+            more = super()._generate_and_score_completions(self._refill_inputs(n))
             good = informative_groups(more["advantages"], g)
+            generated, informative = generated + n, informative + int(good.sum())
             kept = concat_rollouts(kept, select_rows(more, _group_rows(good.nonzero().flatten(), g)), self._pad_id())
         have = len(kept["advantages"]) // g
         if have > n_groups:
@@ -129,6 +150,7 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         kept["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
         self._metrics["train"]["dynamic_sampling/refill_rounds"].append(float(rounds))
         self._metrics["train"]["dynamic_sampling/filled_zero_std"].append(filled / n_groups)
+        self._metrics["train"]["dynamic_sampling/generated_groups"].append(float(generated))
         return kept
 
     def _pad_id(self) -> int:

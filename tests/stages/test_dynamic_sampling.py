@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stages.dynamic_sampling import _group_rows, concat_rollouts, informative_groups, select_rows
+from stages.dynamic_sampling import _group_rows, concat_rollouts, informative_groups, refill_size, select_rows
 
 
 def rollout(n_rows, p_len, c_len, adv):
@@ -48,3 +48,12 @@ def test_concat_rollouts_repads_prompts_left_and_completions_right():
 def test_select_rows_keeps_scalars():
     r = select_rows(rollout(4, 2, 2, [1, 2, 3, 4]), torch.tensor([3, 1]))
     assert r["advantages"].tolist() == [4.0, 2.0] and r["num_items_in_batch"].item() == 8
+
+
+def test_refill_draws_only_what_the_shortfall_needs_at_the_informative_share():
+    assert refill_size(2, share=0.75, n_groups=8) == 3  # not a whole new batch of 8 prompts
+    assert refill_size(1, share=1.0, n_groups=8) == 1
+    assert refill_size(3, share=0.5, n_groups=8) == 6
+    assert refill_size(8, share=0.0, n_groups=8) == 8  # nothing informative seen: capped at one batch
+    assert refill_size(2, share=0.01, n_groups=8) == 8  # the floor share (0.25) stops a 200-prompt round
+    assert refill_size(4, share=0.9, n_groups=4) == 4  # never fewer than the shortfall

@@ -51,6 +51,24 @@ def test_grpo_with_dynamic_sampling_trains_and_writes_the_stage(tmp_path, tiny_m
     assert clipped["mean_ratio"] == pytest.approx(sum(ratios) / 2, abs=1e-4) and clipped["mean_ratio"] > 0
 
 
+def all_but_the_last_group_varied(completions, **kwargs):
+    """Variance in every group of a generation call but its last (of 4 completions): that one is dropped."""
+    return [float(i % 2) if i < len(completions) - 4 else 0.0 for i in range(len(completions))]
+
+
+def test_dynamic_sampling_refills_only_what_the_dropped_groups_need(tmp_path, tiny_moe_dir):
+    # 4 groups per step, 3 informative: one is missing, and at a share of 3/4 two new prompts are drawn (not 4);
+    # of those two groups the last is dropped again, which still leaves the batch full
+    reward = "rewards=[{name: tests.stages.test_reasoning_rl:all_but_the_last_group_varied}]"
+    out = reasoning_rl.main(config(tmp_path, tiny_moe_dir, reward, "trainer.per_device_train_batch_size=16",
+                                   "eval_before=false"))
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "dynamic_sampling/generated_groups" in r]
+    assert len(steps) == 2
+    assert all(r["dynamic_sampling/generated_groups"] == 6 and r["dynamic_sampling/refill_rounds"] == 1
+               and r["dynamic_sampling/filled_zero_std"] == 0 for r in steps)
+
+
 def test_clipped_completions_summarise_trls_logged_clipped_ratio(capsys):
     log = [{"step": 1, "completions/clipped_ratio": 0.5}, {"step": 2, "loss": 0.1},
            {"step": 2, "completions/clipped_ratio": 0.0}, {"step": 3, "completions/clipped_ratio": 0.25}]
