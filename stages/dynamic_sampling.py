@@ -125,19 +125,21 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         keep = informative_groups(batch["advantages"], g)
         kept = select_rows(batch, _group_rows(keep.nonzero().flatten(), g))
         dropped = select_rows(batch, _group_rows((~keep).nonzero().flatten(), g))
-        rounds, generated, informative = 0, n_groups, int(keep.sum())
+        rounds, generated = 0, n_groups
         while True:
+            informative = len(kept["advantages"]) // g  # kept holds exactly the informative groups so far
             # every rank must make the same generation calls: agree on the largest shortfall and lowest share
-            counts = torch.tensor([[n_groups - len(kept["advantages"]) // g, -informative / generated]],
-                                  dtype=torch.float64, device=batch["advantages"].device)
-            shortfall, neg_share = self.accelerator.gather(counts).max(dim=0).values.tolist()
+            mine = torch.tensor([[n_groups - informative, informative / generated]], dtype=torch.float64,
+                                device=batch["advantages"].device)
+            everyone = self.accelerator.gather(mine)
+            shortfall, share = int(everyone[:, 0].max().item()), everyone[:, 1].min().item()
             if shortfall <= 0 or rounds >= self.max_refill_rounds:
                 break
             rounds += 1
-            n = refill_size(int(shortfall), -neg_share, n_groups)
+            n = refill_size(shortfall, share, n_groups)
             more = super()._generate_and_score_completions(self._refill_inputs(n))
             good = informative_groups(more["advantages"], g)
-            generated, informative = generated + n, informative + int(good.sum())
+            generated += n
             kept = concat_rollouts(kept, select_rows(more, _group_rows(good.nonzero().flatten(), g)), self._pad_id())
         have = len(kept["advantages"]) // g
         if have > n_groups:
