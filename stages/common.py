@@ -545,13 +545,17 @@ def last_valid_checkpoint(checkpoints: Path) -> Path | None:
 def train_resumable(trainer, out_dir: Path, tag: str) -> tuple[list[dict], float]:
     """Run ``trainer.train()``, resuming from the last checkpoint in ``<out_dir>/checkpoints`` if there is one.
 
-    Returns (log history, training seconds) and writes the history to ``train_log.jsonl``.
+    Returns (log history, training seconds) and writes the history to ``train_log.jsonl``. Rollouts the trainer
+    generates (GRPO, on-policy distillation) use the copy-free KV cache of ``stages/kv_cache.py``.
     """
+    from stages.kv_cache import growing_kv_cache
+
     resume = last_valid_checkpoint(out_dir / "checkpoints")
     if resume:
         print(f"[{tag}] resuming from the last checkpoint in {out_dir / 'checkpoints'} ({resume.name})", flush=True)
     t0 = time.time()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with growing_kv_cache(trainer.model):
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.time() - t0
     log = trainer.state.log_history
     if is_main_process():

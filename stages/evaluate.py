@@ -162,7 +162,7 @@ def think_follow(model, tokenizer, settings: FollowSettings, seed: int = 0) -> d
     answer after it (the ``mode_compliance`` reward)."""
     import random
 
-    from data_recipes.fusion import FLAGS, expected_mode, with_flag
+    from data_recipes.fusion import FLAGS, expected_mode, prompt_mode, with_flag
     from rewards import get_reward
     from rewards.format import reply_mode
 
@@ -193,10 +193,12 @@ def think_follow(model, tokenizer, settings: FollowSettings, seed: int = 0) -> d
         kinds.append(flag or "none")
     single_scores = reply(single)
     dialogs = [[] for _ in range(settings.dialogs)]
-    turn_scores = []
+    turn_scores, turn_kinds = [], []
     for _ in range(settings.max_turns):
         for conv in dialogs:
             flag = rng.choice([*FLAGS, None])
+            kept = None if flag else prompt_mode(conv)  # no flag of its own: the last one seen holds (or thinking)
+            turn_kinds.append(f"own_{flag}" if flag else f"kept_{kept}" if kept else "no_flag_yet")
             conv.append({"role": "user", "content": with_flag(rng.choice(questions), flag)})
         turn_scores += reply(dialogs)
 
@@ -210,6 +212,8 @@ def think_follow(model, tokenizer, settings: FollowSettings, seed: int = 0) -> d
         "think_follow_well_formed": share(every, strict=True),
         "single_turn": {k: share(v) for k, v in by_kind.items() if v},
         "multi_turn": share(turn_scores),
+        "multi_turn_by_kind": {k: {"share": share(v), "n": len(v)} for k in sorted(set(turn_kinds))
+                               for v in [[s for s, kk in zip(turn_scores, turn_kinds) if kk == k]]},
         "turns_judged": len(every),
     }
 
@@ -219,7 +223,9 @@ def format_follow(follow: dict) -> str:
     strict = follow.get("think_follow_well_formed")  # absent from runs made before it was measured
     return (f"ThinkFollow {follow['think_follow']} over {follow['turns_judged']} replies"
             + (f" (well-formed too: {strict})" if strict is not None else "")
-            + f"; single turn {json.dumps(follow['single_turn'])}; multi-turn {follow['multi_turn']}")
+            + f"; single turn {json.dumps(follow['single_turn'])}; multi-turn {follow['multi_turn']}"
+            + (" (" + ", ".join(f"{k} {v['share']} of {v['n']}" for k, v in follow["multi_turn_by_kind"].items())
+               + ")" if "multi_turn_by_kind" in follow else ""))
 
 
 def budget_curve(model, tokenizer, settings: EvalSettings, budgets: list[int | None], seed: int = 0) -> list[dict]:

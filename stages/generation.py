@@ -41,6 +41,8 @@ def _run(model, tokenizer, texts: list[str], sampling: SamplingSettings, max_new
     """Continue each text; return (new text, stopped by a stop token) per input, in input order."""
     import torch
 
+    from stages.kv_cache import GrowingCache
+
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch: less padding
     results: list[tuple[str, bool]] = [("", False)] * len(texts)
     tokenizer.padding_side = "left"
@@ -53,8 +55,9 @@ def _run(model, tokenizer, texts: list[str], sampling: SamplingSettings, max_new
         enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(model.device) for k, v in enc.items()}
         with torch.no_grad():
+            cache = GrowingCache(model.config, enc["input_ids"].shape[1] + max_new_tokens)
             out = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
-                                 pad_token_id=tokenizer.pad_token_id, **kwargs)
+                                 pad_token_id=tokenizer.pad_token_id, past_key_values=cache, **kwargs)
         new = out[:, enc["input_ids"].shape[1]:]
         for row, i in enumerate(idx):
             ids = new[row].tolist()

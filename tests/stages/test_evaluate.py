@@ -73,6 +73,9 @@ def test_make_eval_measures_think_follow_on_request_and_writes_both_into_the_sta
     assert metrics["train"] == {"steps": 3}  # the stage's own numbers stay
     assert metrics["eval"] == results["eval"] and set(results["eval"]) == {"think", "no_think"}
     assert metrics["think_follow"]["turns_judged"] == 3 + 2 * 2
+    by_kind = metrics["think_follow"]["multi_turn_by_kind"]  # each dialog turn: its own flag, one kept, or none yet
+    assert sum(v["n"] for v in by_kind.values()) == 2 * 2
+    assert set(by_kind) <= {"own_think", "own_no_think", "kept_think", "kept_no_think", "no_flag_yet"}
     # the rewritten numbers carry their own settings: a stage reuses them only when measuring the same way
     model = ModelSettings(name_or_path=str(stage))
     assert measured_by_input(model, "eval", cfg.eval, 0)["think"]["n"] == 4
