@@ -59,12 +59,22 @@ class MultiTurnSettings:
     max_turns: int = 3
     flag_share: float = 0.7  # a user turn carries a (random) flag with this probability; else the last one holds
     system_flag_share: float = 0.2  # dialogs that open with a flag in the system message
+    # History replies left broken, as a model's own replies come back to it after it ran to its token limit: cut
+    # off mid-thought (never closed) or stuck in a loop. Only clean dialogs in training, and the nano model, whose
+    # first reply to an instruction task often loops for 512 tokens, went on to loop or copy that text in the next
+    # turns instead of opening its think block (most of its multi-turn ThinkFollow misses).
+    broken_history_share: float = 0.0
+    broken_max_chars: int = 300  # a broken reply's length cap (~200 nano tokens): the sample must fit max_length
 
     def __post_init__(self):
         if self.dialogs < 0:
             raise ValueError(f"multi_turn.dialogs must be >= 0, got {self.dialogs}")
         if not 1 <= self.min_turns <= self.max_turns:
             raise ValueError(f"multi_turn: need 1 <= min_turns <= max_turns, got {self.min_turns}, {self.max_turns}")
+        if not 0 <= self.broken_history_share <= 1:
+            raise ValueError(f"multi_turn.broken_history_share must be in [0, 1], got {self.broken_history_share}")
+        if self.broken_max_chars < 20:
+            raise ValueError(f"multi_turn.broken_max_chars must be >= 20, got {self.broken_max_chars}")
 
 
 def mode_of(content: str) -> str:
@@ -140,7 +150,24 @@ def multi_turn(pools: dict[str, list[dict]], settings: MultiTurnSettings, flags:
             messages += replies
             out.append({"messages": [dict(m) for m in messages], "mode": mode, "source": "multi_turn",
                         "placement": placement, "turns": turn})
+            if len(replies) == 1 and rng.random() < settings.broken_history_share:  # what the next turns see
+                messages[-1] = {"role": "assistant", "content": broken_reply(replies[0]["content"], rng,
+                                                                             settings.broken_max_chars)}
     return out
+
+
+def broken_reply(content: str, rng: random.Random, max_chars: int) -> str:
+    """``content`` as a model that ran to its token limit leaves it: cut off (a thinking reply is left unclosed),
+    or cut off after falling into a loop that repeats its last few characters.
+
+    >>> broken_reply("<think>\\nAna has 3.\\n</think>\\n\\n3", random.Random(1), 40)
+    '<think>\\nAn\\nAn\\nAn\\nAn\\nAn\\nAn\\nAn'
+    """
+    head = content[:rng.randint(min(len(content), 8), max(8, min(len(content), max_chars // 2)))]
+    if rng.random() < 0.5:
+        return head
+    loop = head[-rng.randint(2, 12):] or "."
+    return (head + loop * (max_chars // len(loop) + 1))[:rng.randint(max_chars // 2, max_chars)]
 
 
 def rejection_sample(rows: list[dict], generate_fn: Callable[[list[list[dict]]], list[str]], k: int, cap: int,

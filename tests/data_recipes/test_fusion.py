@@ -11,6 +11,7 @@ from data_recipes.arithmetic import build
 from data_recipes.fusion import (
     FlagSettings,
     MultiTurnSettings,
+    broken_reply,
     dataset_card,
     expected_mode,
     mode_of,
@@ -85,6 +86,45 @@ def test_every_turn_of_a_multi_turn_dialog_follows_the_last_flag_and_becomes_its
     assert switched > 10  # dialogs really switch modes between turns
     with pytest.raises(ValueError, match="no no_think rows"):
         multi_turn({"think": think, "no_think": []}, MultiTurnSettings(dialogs=1), FlagSettings(), rng)
+
+
+def test_broken_history_replies_are_cut_or_looping_while_the_trained_reply_stays_clean():
+    think = [{"messages": [{"role": "user", "content": f"tq{i}"}, {"role": "assistant", "content": THINK * 3}]}
+             for i in range(20)]
+    no_think = [{"messages": [{"role": "user", "content": f"nq{i}"}, {"role": "assistant", "content": NO_THINK}]}
+                for i in range(20)]
+    pools = {"think": think, "no_think": no_think}
+    settings = MultiTurnSettings(dialogs=40, min_turns=3, max_turns=3, broken_history_share=1.0, broken_max_chars=60)
+    out = multi_turn(pools, settings, FlagSettings(), random.Random(2))
+    clean = {THINK * 3, NO_THINK}
+    later = [r for r in out if r["turns"] > 1]
+    for r in later:
+        replies = [m["content"] for m in r["messages"] if m["role"] == "assistant"]
+        assert replies[-1] in clean  # the trained reply is never broken, and it follows the last flag
+        assert mode_of(replies[-1]) == expected_mode(r["messages"][:-1]) == r["mode"]
+        for history in replies[:-1]:
+            assert history not in clean and len(history) <= 60
+            assert cut_or_looping(history, THINK * 3) or cut_or_looping(history, NO_THINK)
+    unclosed = sum("</think>" not in m["content"] for r in later for m in r["messages"][:-1]
+                   if m["role"] == "assistant")
+    assert unclosed > 10  # many are left mid-thought, as a reply cut at the token limit is
+    plain = multi_turn(pools, MultiTurnSettings(dialogs=40, min_turns=3, max_turns=3), FlagSettings(),
+                       random.Random(2))
+    assert all(m["content"] in clean for r in plain for m in r["messages"] if m["role"] == "assistant")
+
+
+def cut_or_looping(broken: str, original: str) -> bool:
+    """``broken`` is a prefix of ``original``, then possibly its last 2-12 characters over and over."""
+    same = next((i for i, (a, b) in enumerate(zip(broken, original)) if a != b), min(len(broken), len(original)))
+    return same == len(broken) or any(all(broken[i] == broken[i - k] for i in range(same, len(broken)))
+                                      for k in range(2, 13))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_broken_reply_never_exceeds_its_cap(seed):
+    rng = random.Random(seed)
+    for _ in range(50):
+        assert 1 <= len(broken_reply(THINK * 20, rng, 80)) <= 80
 
 
 def test_rejection_sampling_keeps_only_verified_samples_capped_per_query():
