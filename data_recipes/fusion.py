@@ -64,7 +64,9 @@ class MultiTurnSettings:
     # first reply to an instruction task often loops for 512 tokens, went on to loop or copy that text in the next
     # turns instead of opening its think block (most of its multi-turn ThinkFollow misses).
     broken_history_share: float = 0.0
-    broken_max_chars: int = 300  # a broken reply's length cap (~200 nano tokens): the sample must fit max_length
+    # A broken reply's length cap in tokens (characters where no tokenizer is given): at inference a looping reply
+    # comes back exactly max_new_tokens long. The sample must still fit model.max_length.
+    broken_max_tokens: int = 512
 
     def __post_init__(self):
         if self.dialogs < 0:
@@ -73,8 +75,8 @@ class MultiTurnSettings:
             raise ValueError(f"multi_turn: need 1 <= min_turns <= max_turns, got {self.min_turns}, {self.max_turns}")
         if not 0 <= self.broken_history_share <= 1:
             raise ValueError(f"multi_turn.broken_history_share must be in [0, 1], got {self.broken_history_share}")
-        if self.broken_max_chars < 20:
-            raise ValueError(f"multi_turn.broken_max_chars must be >= 20, got {self.broken_max_chars}")
+        if self.broken_max_tokens < 20:
+            raise ValueError(f"multi_turn.broken_max_tokens must be >= 20, got {self.broken_max_tokens}")
 
 
 def mode_of(content: str) -> str:
@@ -124,11 +126,12 @@ def single_turn(rows: list[dict], source: str, settings: FlagSettings, rng: rand
 
 
 def multi_turn(pools: dict[str, list[dict]], settings: MultiTurnSettings, flags: FlagSettings,
-               rng: random.Random) -> list[dict]:
+               rng: random.Random, truncate: Callable[[str, int], str] | None = None) -> list[dict]:
     """Dialogs with random flags, one sample per assistant turn (see module docstring).
 
     ``pools`` maps each mode to rows (``messages`` = user, assistant) whose reply shows that mode; every turn
-    draws an exchange of the mode its last flag demands.
+    draws an exchange of the mode its last flag demands. ``truncate(text, n)`` keeps the first ``n`` tokens of a
+    text (broken history replies are measured with it); characters when None.
     """
     for mode in MODES:
         if not pools.get(mode):
@@ -151,23 +154,32 @@ def multi_turn(pools: dict[str, list[dict]], settings: MultiTurnSettings, flags:
             out.append({"messages": [dict(m) for m in messages], "mode": mode, "source": "multi_turn",
                         "placement": placement, "turns": turn})
             if len(replies) == 1 and rng.random() < settings.broken_history_share:  # what the next turns see
-                messages[-1] = {"role": "assistant", "content": broken_reply(replies[0]["content"], rng,
-                                                                             settings.broken_max_chars)}
+                broken = broken_reply(replies[0]["content"], rng, settings.broken_max_tokens, truncate)
+                messages[-1] = {"role": "assistant", "content": broken}
     return out
 
 
-def broken_reply(content: str, rng: random.Random, max_chars: int) -> str:
+def first_chars(text: str, n: int) -> str:
+    return text[:n]
+
+
+def broken_reply(content: str, rng: random.Random, max_len: int,
+                 truncate: Callable[[str, int], str] | None = None) -> str:
     """``content`` as a model that ran to its token limit leaves it: cut off (a thinking reply is left unclosed),
-    or cut off after falling into a loop that repeats its last few characters.
+    or cut off after falling into a loop that repeats its last few characters until it is ``max_len / 2`` to
+    ``max_len`` long. Lengths are in the units of ``truncate(text, n)`` (keep the first n tokens; characters when
+    None).
 
     >>> broken_reply("<think>\\nAna has 3.\\n</think>\\n\\n3", random.Random(1), 40)
     '<think>\\nAn\\nAn\\nAn\\nAn\\nAn\\nAn\\nAn'
     """
-    head = content[:rng.randint(min(len(content), 8), max(8, min(len(content), max_chars // 2)))]
+    truncate = truncate or first_chars
+    head = truncate(content, rng.randint(8, max(8, max_len // 2)))
     if rng.random() < 0.5:
         return head
     loop = head[-rng.randint(2, 12):] or "."
-    return (head + loop * (max_chars // len(loop) + 1))[:rng.randint(max_chars // 2, max_chars)]
+    # a token is rarely longer than 16 characters: enough repeats for max_len tokens
+    return truncate(head + loop * (16 * max_len // len(loop) + 1), rng.randint(max_len // 2, max_len))
 
 
 def rejection_sample(rows: list[dict], generate_fn: Callable[[list[list[dict]]], list[str]], k: int, cap: int,

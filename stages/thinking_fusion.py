@@ -190,6 +190,14 @@ def data_config(cfg: FusionStageConfig) -> dict:
     return {k: whole[k] for k in ("rejection", "non_thinking", "thinking", "flags", "multi_turn")}
 
 
+def first_tokens(tokenizer):
+    """``truncate(text, n)``: the text of the first ``n`` tokens (broken history replies are measured in tokens,
+    as a reply that ran to ``max_new_tokens`` is)."""
+    def truncate(text: str, n: int) -> str:
+        return tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"][:n])
+    return truncate
+
+
 def fused_dataset(cfg: FusionStageConfig, model, tokenizer, out: Path):
     """Build the fused dataset, or reuse the saved one when its manifest matches (a rerun after a crash)."""
     data_dir, key = out / DATA_DIR, data_key(cfg)
@@ -215,7 +223,7 @@ def fused_dataset(cfg: FusionStageConfig, model, tokenizer, out: Path):
     for name, part in sources:
         rows += single_turn(part, name, cfg.flags, rng)
     pools = {mode: [r for r in rows if r["mode"] == mode and r["turns"] == 1] for mode in ("think", "no_think")}
-    rows += multi_turn(pools, cfg.multi_turn, cfg.flags, rng)
+    rows += multi_turn(pools, cfg.multi_turn, cfg.flags, rng, truncate=first_tokens(tokenizer))
     rng.shuffle(rows)
     card = dataset_card(rows, rejection)
     card["seconds"] = round(time.time() - t0, 1)

@@ -94,7 +94,7 @@ def test_broken_history_replies_are_cut_or_looping_while_the_trained_reply_stays
     no_think = [{"messages": [{"role": "user", "content": f"nq{i}"}, {"role": "assistant", "content": NO_THINK}]}
                 for i in range(20)]
     pools = {"think": think, "no_think": no_think}
-    settings = MultiTurnSettings(dialogs=40, min_turns=3, max_turns=3, broken_history_share=1.0, broken_max_chars=60)
+    settings = MultiTurnSettings(dialogs=40, min_turns=3, max_turns=3, broken_history_share=1.0, broken_max_tokens=60)
     out = multi_turn(pools, settings, FlagSettings(), random.Random(2))
     clean = {THINK * 3, NO_THINK}
     later = [r for r in out if r["turns"] > 1]
@@ -125,6 +125,22 @@ def test_a_broken_reply_never_exceeds_its_cap(seed):
     rng = random.Random(seed)
     for _ in range(50):
         assert 1 <= len(broken_reply(THINK * 20, rng, 80)) <= 80
+
+
+def test_broken_replies_are_measured_in_the_units_of_the_truncate_function():
+    """With a tokenizer's truncation (here: 3-character "tokens"), loops run to half the cap or more, as a reply
+    that ran to max_new_tokens does, and never past it."""
+    def tokens(text):
+        return [text[i:i + 3] for i in range(0, len(text), 3)]
+
+    def truncate(text, n):
+        return "".join(tokens(text)[:n])
+
+    rng = random.Random(0)
+    lengths = [len(tokens(broken_reply(THINK * 20, rng, 100, truncate))) for _ in range(200)]
+    assert max(lengths) <= 100
+    assert sum(n >= 50 for n in lengths) > 60  # the loops (about half) fill 50-100 tokens
+    assert max(lengths) > 100 // 3 * 2  # more characters than the character cap would allow
 
 
 def test_rejection_sampling_keeps_only_verified_samples_capped_per_query():

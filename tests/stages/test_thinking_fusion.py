@@ -106,3 +106,15 @@ def test_bad_budgets_and_missing_sources_are_config_errors(tmp_path, tiny_moe_di
         config(tmp_path, tiny_moe_dir, "budgets=[-1]")
     with pytest.raises(ValueError, match="non_thinking"):
         config(tmp_path, tiny_moe_dir, "non_thinking=[]")
+
+
+def test_broken_history_replies_are_cut_to_whole_tokens_of_the_models_tokenizer(tiny_moe_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_moe_dir)
+    truncate = thinking_fusion.first_tokens(tokenizer)
+    text = "<think>\nAna has 12 apples. 12 + 30 = 42\n</think>\n\nThe answer is \\boxed{42}." * 5
+    for n in (1, 7, 40):
+        head = truncate(text, n)
+        assert text.startswith(head) and len(tokenizer(head, add_special_tokens=False)["input_ids"]) == n
+    assert truncate(text, 10_000) == text
