@@ -79,7 +79,17 @@ class ModeMix:
 class TaskEvalSettings:
     data: list[RecipeSpec] = field(default_factory=list)  # held-out rows of every task (eval splits)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    # Replies per prompt (sampled: needs sampling.do_sample). A task's reward is their mean: with 8 prompts per
+    # task one greedy reply each is a coarse, loop-prone score (Qwen3 evaluates by sampling, never greedily).
+    samples_per_prompt: int = 1
     batch_size: int = 100
+
+    def __post_init__(self):
+        if self.samples_per_prompt < 1:
+            raise ValueError(f"task_eval.samples_per_prompt must be >= 1, got {self.samples_per_prompt}")
+        if self.samples_per_prompt > 1 and not self.sampling.do_sample:
+            raise ValueError("task_eval.samples_per_prompt > 1 needs task_eval.sampling.do_sample: true "
+                             "(greedy replies to one prompt are all the same)")
 
 
 @dataclass
@@ -225,7 +235,13 @@ def evaluate_tasks(model, tokenizer, cfg: GeneralRLConfig, funcs, weights, envir
     unknown = sorted(set(ds["task"]) - set(cfg.tasks))
     if unknown:
         raise ConfigError(f"task_eval.data: tasks {unknown} have no rewards in tasks:")
+    k = cfg.task_eval.samples_per_prompt
+    if k > 1:
+        ds = ds.select([i for i in range(len(ds)) for _ in range(k)])
+    import torch
+
     t0 = time.time()
+    torch.manual_seed(cfg.seed)  # sampled replies: the same seed before and after training
     options = {"enable_thinking": True, "sampling": cfg.task_eval.sampling, "batch_size": cfg.task_eval.batch_size}
     if environments:
         ds = route_rows(ds, environments, "task_eval.data")

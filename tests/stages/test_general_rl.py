@@ -127,3 +127,23 @@ def test_a_data_task_without_rewards_is_refused_before_training(tmp_path, tiny_m
         "data=[{name: 'examples.chemistry:build', kwargs: {n: 4}}]"])
     with pytest.raises(ConfigError, match=r"no rewards for the data's tasks \['molar_mass'\]"):
         general_rl.main(cfg)
+
+
+def test_sampled_task_eval_scores_every_reply_of_every_prompt_and_repeats_with_its_seed(tmp_path, tiny_moe_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tasks = ["sort_numbers", "if_lowercase"]
+    cfg = load_config(general_rl.GeneralRLConfig, REPO / "configs" / "stage4_general" / "nano.yaml", [
+        f"output_dir={tmp_path / 'out'}", f"model.name_or_path={tiny_moe_dir}",
+        f"task_eval.data=[{{name: instructions, kwargs: {{n: 2, seed: 0, split: eval, tasks: {tasks}}}}}]",
+        "task_eval.sampling={do_sample: true, temperature: 1.0, max_new_tokens: 6}", "task_eval.samples_per_prompt=3"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_moe_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_moe_dir)
+    funcs, weights = general_rl.routed_rewards(cfg.tasks, cfg.all_tasks)
+    first = general_rl.evaluate_tasks(model, tokenizer, cfg, funcs, weights)
+    assert {t: r["n"] for t, r in first["tasks"].items()} == {"sort_numbers": 3, "if_lowercase": 3}
+    again = general_rl.evaluate_tasks(model, tokenizer, cfg, funcs, weights)
+    assert again["tasks"] == first["tasks"]
+    with pytest.raises(ConfigError, match="samples_per_prompt > 1 needs task_eval.sampling.do_sample"):
+        load_config(general_rl.GeneralRLConfig, REPO / "configs" / "stage4_general" / "nano.yaml",
+                    ["output_dir=x", "task_eval.samples_per_prompt=2"])
