@@ -140,10 +140,11 @@ def train_grpo(model, tokenizer, train, reward_funcs, args, settings: ModelSetti
     return save_and_reload(trainer, tokenizer, out, settings), trainer, log, seconds
 
 
-def clipped_completions(log: list[dict], max_completion_length: int | None, tag: str) -> dict:
+def clipped_completions(log: list[dict], max_completion_length: int | None, tag: str,
+                        masked: bool = False) -> dict:
     """Completions cut off at ``max_completion_length`` (no eos: the long-CoT trace or its answer never came),
     from TRL's ``completions/clipped_ratio`` of each logged step: the mean over the run, the last and the highest
-    value. Warns when any completion was clipped.
+    value. Warns when any completion was clipped (``masked``: TRL left them out of the loss).
 
         clipped_completions(trainer.state.log_history, 512, "rl")   # {"mean_ratio": 0.25, ...}
     """
@@ -154,8 +155,9 @@ def clipped_completions(log: list[dict], max_completion_length: int | None, tag:
     if ratios and max(ratios) > 0:
         print(f"[{tag}] warning: {summary['mean_ratio']:.1%} of completions (mean of {len(ratios)} logged steps, "
               f"at most {summary['max_ratio']:.1%}) were cut off at max_completion_length={max_completion_length}; "
-              f"raise trainer.max_completion_length, or set trainer.mask_truncated_completions=true to leave them "
-              f"out of the loss", flush=True)
+              + ("they were left out of the loss (trainer.mask_truncated_completions)" if masked else
+                 "raise trainer.max_completion_length, or set trainer.mask_truncated_completions=true to leave them "
+                 "out of the loss"), flush=True)
     return summary
 
 
@@ -200,7 +202,8 @@ def main(cfg: ReasoningRLConfig) -> Path:
         "data": {"rows": len(train), "fingerprint": train._fingerprint},
         "metrics": {
             "train": {"steps": trainer.state.global_step, "seconds": round(train_seconds, 1), "reward_curve": curve,
-                      "clipped_completions": clipped_completions(log, args.max_completion_length, "rl")},
+                      "clipped_completions": clipped_completions(log, args.max_completion_length, "rl",
+                                                                 args.mask_truncated_completions)},
             "eval": after,
             **({"eval_before": before} if before else {}),
             **({"moe": trainer.moe_summary} if trainer.moe_summary else {}),

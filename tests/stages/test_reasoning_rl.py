@@ -78,6 +78,9 @@ def test_clipped_completions_summarise_trls_logged_clipped_ratio(capsys):
            "max_completion_length=64" in capsys.readouterr().out
     assert reasoning_rl.clipped_completions([{"step": 1, "completions/clipped_ratio": 0.0}], 64, "rl")["max_ratio"] == 0
     assert "warning" not in capsys.readouterr().out
+    reasoning_rl.clipped_completions(log, 64, "rl", masked=True)  # already masked: no advice to mask them
+    out = capsys.readouterr().out
+    assert "left out of the loss (trainer.mask_truncated_completions)" in out and "set trainer" not in out
 
 
 def test_unknown_loss_type_and_reward_are_config_errors(tmp_path, tiny_moe_dir):
