@@ -146,4 +146,4 @@ def test_sampled_task_eval_scores_every_reply_of_every_prompt_and_repeats_with_i
     assert again["tasks"] == first["tasks"]
     with pytest.raises(ConfigError, match="samples_per_prompt > 1 needs task_eval.sampling.do_sample"):
         load_config(general_rl.GeneralRLConfig, REPO / "configs" / "stage4_general" / "nano.yaml",
-                    ["output_dir=x", "task_eval.samples_per_prompt=2"])
+                    ["output_dir=x", "task_eval.sampling.do_sample=false", "task_eval.samples_per_prompt=2"])
