@@ -231,6 +231,8 @@ def evaluate_tasks(model, tokenizer, cfg: GeneralRLConfig, funcs, weights, envir
                    max_tool_rounds: int = 3) -> dict:
     """Per task on held-out rows: the weighted reward its own rewards give (and each reward's mean). With
     ``environments`` each row's tools run, as in the rollouts (stages/tool_env.py)."""
+    import torch
+
     ds = add_mode_flags(build_data(cfg.task_eval.data, cfg.seed, key="task_eval.data"), cfg.modes, cfg.seed + 1)
     unknown = sorted(set(ds["task"]) - set(cfg.tasks))
     if unknown:
@@ -238,8 +240,6 @@ def evaluate_tasks(model, tokenizer, cfg: GeneralRLConfig, funcs, weights, envir
     k = cfg.task_eval.samples_per_prompt
     if k > 1:
         ds = ds.select([i for i in range(len(ds)) for _ in range(k)])
-    import torch
-
     t0 = time.time()
     torch.manual_seed(cfg.seed)  # sampled replies: the same seed before and after training
     options = {"enable_thinking": True, "sampling": cfg.task_eval.sampling, "batch_size": cfg.task_eval.batch_size}
