@@ -24,12 +24,15 @@ from stages.config import ConfigError, run_cli
 
 LAUNCH_DIR = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
 STAGE_MODULES = {"sft": "stages.sft", "reasoning_rl": "stages.reasoning_rl",
-                 "thinking_fusion": "stages.thinking_fusion", "general_rl": "stages.general_rl"}
+                 "thinking_fusion": "stages.thinking_fusion", "general_rl": "stages.general_rl",
+                 "distill": "stages.distill"}
+# The config key that takes the previous stage's output: distillation trains a student (its teacher stays as set).
+INPUT_KEY = {"distill": "model.student.name_or_path"}
 
 
 @dataclass
 class Step:
-    stage: str  # sft | reasoning_rl | thinking_fusion | general_rl
+    stage: str  # sft | reasoning_rl | thinking_fusion | general_rl | distill
     config: str  # the stage's YAML
     output: str  # dir name under run_dir
     args: list[str] = field(default_factory=list)  # extra key=value overrides for this stage
@@ -67,7 +70,8 @@ def plan(cfg: PipelineConfig) -> list[tuple[Step, list[str], Path]]:
     run_dir, previous, out = Path(cfg.run_dir), cfg.start_model, []
     for step in cfg.steps:
         target = run_dir / step.output
-        overrides = [f"output_dir={target}"] + ([f"model.name_or_path={previous}"] if previous else []) + step.args
+        key = INPUT_KEY.get(step.stage, "model.name_or_path")
+        overrides = [f"output_dir={target}"] + ([f"{key}={previous}"] if previous else []) + step.args
         launch = step.launch or cfg.launch
         runner = [sys.executable] if launch is None else [
             str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",

@@ -1,7 +1,7 @@
 """Strong-to-weak distillation — how Qwen3 trained its small models: a student learns from a stronger teacher
 with the same tokenizer, first off-policy, then on-policy.
 
-    make distill TEACHER=runs/nano/04_general STUDENT=checkpoints/nano-dense-base   # configs/distill/nano.yaml
+    make distill TEACHER=runs/nano/03_fusion STUDENT=checkpoints/nano-dense-base    # configs/distill/nano.yaml
     python -m stages.distill --config configs/distill/nano.yaml onpolicy.trainer.max_steps=60
 
 Phases: config -> vocabularies checked (same tokens with the same ids, else a ConfigError naming both models) ->

@@ -31,6 +31,16 @@ def test_the_plan_feeds_each_stage_the_previous_output_and_a_dry_run_runs_nothin
     assert not (tmp_path / "run").exists()
 
 
+def test_a_distill_step_takes_the_previous_output_as_its_student_and_keeps_its_teacher(tmp_path):
+    cfg = load_config(PipelineConfig, REPO / "configs" / "pipelines" / "nano-dense-distill.yaml",
+                      [f"run_dir={tmp_path / 'run'}"])
+    (_, sft_cmd, sft_out), (step, cmd, _) = plan(cfg)
+    assert "model.name_or_path=checkpoints/nano-dense-base" in sft_cmd
+    assert step.stage == "distill" and cmd[1:3] == ["-m", "stages.distill"]
+    assert f"model.student.name_or_path={sft_out}" in cmd
+    assert not any(c.startswith(("model.name_or_path=", "model.teacher.")) for c in cmd)
+
+
 def test_a_launcher_runs_every_stage_under_accelerate_and_an_unknown_one_is_named(tmp_path, capsys):
     cfg = load_config(PipelineConfig, REPO / "configs" / "pipelines" / "nano.yaml",
                       [f"run_dir={tmp_path / 'run'}", "dry_run=true", "launch=cpu-ddp", "steps.3.launch=cpu"])
