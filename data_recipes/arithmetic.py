@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import dataclass
 
 from datasets import Dataset
@@ -338,3 +339,33 @@ def build(
             **({} if thinking_budget is None else {"thinking_budget": thinking_budget}),
         })
     return Dataset.from_list(rows)
+
+
+STEP_NUMBER = re.compile(r"^Step \d+:")
+
+
+def error_kind(reply: str, gold: str) -> str:
+    """Where a wrong reply first leaves the gold trace (both ``<think>…`` texts of this recipe's format):
+
+    - ``"wrong_step"``: a ``Step k:`` line with another operation or operand than the problem's;
+    - ``"early_stop"``: ``So … has …`` where the problem has another step;
+    - ``"late_stop"``: another ``Step`` where the problem has none left;
+    - ``"digit"``: a line of the digit-by-digit working (a wrong digit, carry or borrow);
+    - ``"other"``: anywhere else (the opening line, the answer after the trace).
+
+    >>> gold = "<think>\\nTom has 5 eggs.\\nStep 1: 5 + 3.\\n5 + 3 = 8\\nSo Tom has 8 eggs.\\n</think>"
+    >>> error_kind(gold.replace("5 + 3 = 8", "5 + 3 = 9"), gold), error_kind(gold.replace("+ 3.", "- 3."), gold)
+    ('digit', 'wrong_step')
+    """
+    # Step numbers are not compared: a model can learn to misnumber its steps (one GRPO run wrote "Step 3" for
+    # the second step) without computing anything else differently.
+    ours, theirs = ([STEP_NUMBER.sub("Step k:", line) for line in text.split("\n")] for text in (reply, gold))
+    k = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+    line, mine = (theirs[k] if k < len(theirs) else ""), (ours[k] if k < len(ours) else "")
+    if line.startswith("Step "):
+        return "early_stop" if mine.startswith("So ") else "wrong_step"
+    if line.startswith("So ") and mine.startswith("Step "):
+        return "late_stop"
+    if k > 1 and ("=" in line or " < " in line) and not line.startswith("So "):
+        return "digit"
+    return "other"
