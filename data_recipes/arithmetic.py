@@ -366,6 +366,6 @@ def error_kind(reply: str, gold: str) -> str:
         return "early_stop" if mine.startswith("So ") else "wrong_step"
     if line.startswith("So ") and mine.startswith("Step "):
         return "late_stop"
-    if k > 1 and ("=" in line or " < " in line) and not line.startswith("So "):
+    if k > 1 and ("=" in line or " < " in line):  # a "So … has …" line has neither
         return "digit"
     return "other"

@@ -14,12 +14,14 @@ from rewards.completion import assistant_texts
 
 SIGNATURE_OP = re.compile(r"([+\-*/])(\d+)")
 STEP_LINE = re.compile(r"^Step (\d+): (\d+) ([+\-×÷]) (\d+)\.$")
+# data_recipes.arithmetic.SYMBOL, written out: rewards/ is a leaf package (no datasets import to score a reply);
+# the gold-trace test fails if the two ever differ.
 TO_SYMBOL = {"+": "+", "-": "-", "*": "×", "/": "÷"}
 
 
 def plan_of(signature: str) -> list[tuple[str, int]] | None:
     """The operations of a problem signature (``start`` then ``op operand`` …), in the trace's symbols."""
-    start = re.match(r"\d+", signature or "")
+    start = re.match(r"\d+", signature)
     if not start:
         return None
     ops = SIGNATURE_OP.findall(signature[start.end():])
