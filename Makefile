@@ -44,7 +44,7 @@ help:
 	@echo "make stage1       stage 1, long-CoT SFT (CONFIG=$(STAGE1_CONFIG) ARGS='key=value ...')"
 	@echo "make stage2       stage 2, reasoning RL with GRPO (CONFIG=$(STAGE2_CONFIG); needs stage 1's output)"
 	@echo "make stage3       stage 3, thinking-mode fusion (CONFIG=$(STAGE3_CONFIG); needs stage 2's output)"
-	@echo "make stage4       stage 4, general RL over 31 tasks (CONFIG=$(STAGE4_CONFIG); needs stage 3's output)"
+	@echo "make stage4       stage 4, general RL over 34 tasks (CONFIG=$(STAGE4_CONFIG); needs stage 3's output)"
 	@echo "  LAUNCH=<name>    with stage1-4, pipeline: under accelerate launch, configs/accelerate/<name>.yaml; one of:"
 	@echo "                   $(LAUNCH_NAMES) (LAUNCH_ARGS='--num_processes 4' adds launcher flags)"
 	@echo "make distill      strong-to-weak distillation (CONFIG=$(DISTILL_CONFIG) TEACHER=<dir|hub id> STUDENT=<dir|hub id>)"

@@ -19,7 +19,7 @@ from stages.evaluate import format_follow
 REPORT = "report.md"
 PLOTS = "report"
 CURVES = [  # (title, log keys): what each training plot shows when the stage logged it
-    ("loss", ["loss"]),
+    ("loss", ["loss", "anchor/loss"]),
     ("reward", ["reward"]),
     ("rewards", None),  # every rewards/<name>/mean
     ("entropy / KL", ["entropy", "kl"]),

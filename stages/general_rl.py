@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from data_recipes.fusion import FLAGS, with_flag
+from stages.anchor import AnchorSettings, build_anchor
 from stages.common import (
     ModelSettings,
     RecipeSpec,
@@ -107,6 +108,7 @@ class GeneralRLConfig:
     follow: FollowSettings = field(default_factory=FollowSettings)
     eval_before: bool = True
     moe: MoESettings = field(default_factory=MoESettings)  # MoE load balancing (stages/moe.py)
+    anchor: AnchorSettings = field(default_factory=AnchorSettings)  # SFT loss on reference replies (stages/anchor.py)
     # Tool use with execution: environment name (a row's ``environment``) -> a built-in tool set of
     # data_recipes/toolbox.py or a dotted path to an environment class (stages/tool_env.py). Empty: no tools run.
     environments: dict[str, str] = field(default_factory=dict)
@@ -317,6 +319,7 @@ def main(cfg: GeneralRLConfig) -> Path:
               f"({sorted(cfg.environments)}), at most {tool_rounds} rounds", flush=True)
     counts = {t: train["task"].count(t) for t in sorted(set(train["task"]))}
     print(f"[general] {len(train)} prompts over {len(counts)} tasks; {len(funcs)} routed rewards", flush=True)
+    anchor = build_anchor(cfg.anchor, tokenizer, cfg.seed)
 
     model = load_model(cfg.model)
     if cfg.model.lora:
@@ -334,7 +337,8 @@ def main(cfg: GeneralRLConfig) -> Path:
         print(format_table(before["math"], f"[general] before: {cfg.model.name_or_path}"), flush=True)
     barrier()  # the others wait here, not in the trainer's first collective (it times out sooner)
     model, trainer, log, train_seconds = train_grpo(model, tokenizer, train, funcs, args, cfg.model,
-                                                    cfg.dynamic_sampling, out, "general", cfg.moe, environments)
+                                                    cfg.dynamic_sampling, out, "general", cfg.moe, environments,
+                                                    anchor)
     if not is_main_process():  # wait for the main process to evaluate and write the stage (its barrier below)
         barrier()
         return out

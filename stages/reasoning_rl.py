@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stages.anchor import AnchorBatches, AnchorSettings, anchored_trainer, build_anchor
 from stages.common import (
     ModelSettings,
     RecipeSpec,
@@ -67,6 +68,7 @@ class ReasoningRLConfig:
     eval: EvalSettings = field(default_factory=EvalSettings)
     eval_before: bool = True
     moe: MoESettings = field(default_factory=MoESettings)  # MoE load balancing (stages/moe.py)
+    anchor: AnchorSettings = field(default_factory=AnchorSettings)  # SFT loss on reference replies (stages/anchor.py)
     seed: int = 0
     threads: int = 2
 
@@ -117,11 +119,11 @@ def grpo_args(trainer: dict, out: Path, seed: int, weights: list[float]):
 
 def train_grpo(model, tokenizer, train, reward_funcs, args, settings: ModelSettings,
                dynamic: DynamicSamplingSettings, out: Path, tag: str, moe: MoESettings | None = None,
-               environments: dict | None = None):
+               environments: dict | None = None, anchor: AnchorBatches | None = None):
     """TRL's GRPOTrainer (with DAPO dynamic sampling when enabled, the MoE balance loss of ``moe``, the tool
-    environments of ``environments`` routed by the rows' ``environment``), resumable; the trained model is
-    saved to ``out`` and loaded back. Returns (model, trainer, log history, training
-    seconds); ``trainer.moe_summary`` holds the expert metrics of an MoE model (else None)."""
+    environments of ``environments`` routed by the rows' ``environment``, the SFT anchor loss of ``anchor``),
+    resumable; the trained model is saved to ``out`` and loaded back. Returns (model, trainer, log history,
+    training seconds); ``trainer.moe_summary`` holds the expert metrics of an MoE model (else None)."""
     from trl import GRPOTrainer
 
     from stages.dynamic_sampling import DynamicSamplingGRPOTrainer
@@ -133,8 +135,12 @@ def train_grpo(model, tokenizer, train, reward_funcs, args, settings: ModelSetti
     if dynamic.enabled:
         trainer_cls = DynamicSamplingGRPOTrainer
         extra["max_refill_rounds"] = dynamic.max_refill_rounds
+    if anchor is not None:
+        trainer_cls = anchored_trainer(trainer_cls)
     trainer = make_trainer(trainer_cls, model, args, moe, divide_by_accumulation=True, reward_funcs=reward_funcs,
                            train_dataset=train, processing_class=tokenizer, peft_config=peft_config, **extra)
+    if anchor is not None:
+        trainer.anchor = anchor
     log, seconds = train_resumable(trainer, out, tag)
     trainer.moe_summary = finish_metrics(trainer, out)
     return save_and_reload(trainer, tokenizer, out, settings), trainer, log, seconds
@@ -174,6 +180,7 @@ def main(cfg: ReasoningRLConfig) -> Path:
     train = build_data(cfg.data, cfg.seed)
     if "prompt" not in train.column_names:
         raise ValueError(f"data: RL needs a 'prompt' column (chat messages); columns: {train.column_names}")
+    anchor = build_anchor(cfg.anchor, tokenizer, cfg.seed)
     model = load_model(cfg.model)
     if cfg.model.lora:
         lora_config(cfg.model.lora, model)  # a LoRA target that matches nothing fails now, before anything is written
@@ -188,7 +195,7 @@ def main(cfg: ReasoningRLConfig) -> Path:
     barrier()  # the others wait here, not in the trainer's first collective (it times out sooner)
 
     model, trainer, log, train_seconds = train_grpo(model, tokenizer, train, reward_funcs, args, cfg.model,
-                                                    cfg.dynamic_sampling, out, "rl", cfg.moe)
+                                                    cfg.dynamic_sampling, out, "rl", cfg.moe, anchor=anchor)
     if not is_main_process():  # wait for the main process to evaluate and write the stage (its barrier below)
         barrier()
         return out

@@ -26,7 +26,8 @@ STEPS = [
         *COMMON, *FOLLOW, "data=[{name: instructions, kwargs: {n: 8, seed: 0, tasks: [sort_numbers, tool_calc]}}]",
         "task_eval.data=[{name: instructions, kwargs: {n: 2, seed: 0, split: eval, tasks: [sort_numbers, tool_calc]}}]",
         "task_eval.sampling.max_new_tokens=8", "trainer.max_steps=6", "trainer.per_device_train_batch_size=8",
-        "trainer.max_completion_length=8", "trainer.save_steps=1"]),
+        "trainer.max_completion_length=8", "trainer.save_steps=1", "anchor.data.0.kwargs.n=8",
+        "anchor.batch_size=2"]),
 ]
 
 
