@@ -46,6 +46,7 @@ def inputs(tmp_path_factory, tiny_moe_dir) -> dict[str, Path]:
     (d / "broken.jsonl").write_text(good + good + '{"prompt": "3+3?", "response": \n' + good)
     (d / "no_response.jsonl").write_text('{"prompt": "2+2?", "answer": "4"}\n')
     (d / "int_prompt.jsonl").write_text('{"prompt": 7, "response": "4"}\n')
+    (d / "prompt_only.jsonl").write_text('{"messages": [{"role": "user", "content": "2+2?"}]}\n')
     (d / "afile").write_text("x")
     (d / "bad.yaml").write_text("output_dir: x\nseed: : 1\n")
     return {"finished": finished, "unfinished": unfinished, "no_think": no_think, "dir": d}
@@ -78,6 +79,11 @@ CASES = [  # (id, stage, overrides or a config path, expected message)
     ("reward_weights_mismatch", "rl", ["trainer.reward_weights=[1.0, 2.0, 3.0]"], r"reward_weights"),
     ("num_generations_not_dividing", "rl", ["trainer.num_generations=7"], r"divisible by num_generations \(7\)"),
     ("unknown_loss_type", "rl", ["trainer.loss_type=grpoo"], r"unknown loss 'grpoo'"),
+    ("anchor_without_data", "rl", ["anchor.coef=0.5"], r"anchor.coef > 0 needs anchor.data"),
+    ("anchor_rows_without_replies", "rl",
+     ["anchor={coef: 0.5, data: [{name: local_file, "
+      "kwargs: {path: DIR/prompt_only.jsonl, messages_column: messages}}]}"],
+     r"anchor.data: row 0 does not end with an assistant reply"),
     ("lora_target_matches_nothing", "sft", ["model.lora={target_modules: [qkv_proj]}"],
      r"'qkv_proj' matches no module"),
     ("tokenizer_without_think_tokens", "sft", ["model.name_or_path=NO_THINK"], r"lacks the tokens \['<think>'"),

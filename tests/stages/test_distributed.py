@@ -120,15 +120,20 @@ def test_stage1_on_two_cpu_processes_keeps_ranks_in_sync_and_writes_the_stage_on
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def test_stage2_grpo_on_two_cpu_processes_keeps_ranks_in_sync_and_writes_the_stage_once(tmp_path, tiny_moe_dir):
+def test_stage2_grpo_with_an_sft_anchor_on_two_cpu_processes_keeps_ranks_in_sync_and_writes_the_stage_once(
+        tmp_path, tiny_moe_dir):
     out = tmp_path / "out"
+    anchor = "anchor={coef: 1.0, batch_size: 2, data: [{name: arithmetic, kwargs: {n: 4, seed: 6, difficulty: 1}}]}"
     ranks = launch("cpu-ddp", tmp_path / "probe", "reasoning_rl", "configs/stage2_grpo/nano.yaml", *RL_ARGS,
-                   f"output_dir={out}", f"model.name_or_path={tiny_moe_dir}")
+                   f"output_dir={out}", f"model.name_or_path={tiny_moe_dir}", anchor)
     assert_ranks_trained_together(ranks, steps=2)
     record = assert_one_complete_stage(out, ranks, steps=2)
     assert ranks[0]["calls"]["evaluate"] == 2  # before and after training
     assert len(record["metrics"]["train"]["reward_curve"]) == 2
     assert "eval_before" in record["metrics"]
+    # the anchor's second forward pass per micro-batch runs under DDP too (both ranks' losses are averaged)
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len([r for r in log if "anchor/loss" in r]) == 2
 
 
 def test_stage3_on_two_cpu_processes_samples_once_and_both_train_on_the_saved_fused_data(tmp_path, tiny_moe_dir):
