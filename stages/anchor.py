@@ -117,27 +117,26 @@ def build_anchor(settings: AnchorSettings, tokenizer, seed: int) -> AnchorBatche
     return AnchorBatches(examples, settings.batch_size, pad, seed, settings.coef)
 
 
-def anchored_trainer(base):
-    """``base`` (TRL's GRPOTrainer or a subclass) with ``anchor.coef`` × the anchor loss added to each
-    micro-batch's loss, scaled for gradient accumulation as TRL scales its own; ``anchor/loss`` is logged per step.
-    Set ``trainer.anchor`` (an :class:`AnchorBatches`) after building the trainer."""
+def anchored_trainer(base, anchor: AnchorBatches):
+    """``base`` (TRL's GRPOTrainer or a subclass) with ``anchor.coef`` × the loss of ``anchor``'s batches added to
+    each micro-batch's loss, scaled for gradient accumulation as TRL scales its own; ``anchor/loss`` is logged per
+    step."""
 
     class Anchored(base):
-        anchor: AnchorBatches | None = None
         _anchor_calls: int | None = None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss = super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
-            if self.anchor is None or not model.training:
+            if not model.training:
                 return loss
             accumulation = self.current_gradient_accumulation_steps
             if self._anchor_calls is None:  # first micro-batch of this process (a resumed run starts mid-way)
                 self._anchor_calls = self.state.global_step * accumulation
-            extra = reply_loss(model, self.anchor(self._anchor_calls))
+            extra = reply_loss(model, anchor(self._anchor_calls))
             self._anchor_calls += 1
             self._metrics["train"]["anchor/loss"].append(extra.item())
-            return loss + (self.anchor.coef / accumulation) * extra.to(loss.device)
+            return loss + (anchor.coef / accumulation) * extra.to(loss.device)
 
     Anchored.__name__ = Anchored.__qualname__ = f"Anchored{base.__name__}"
     return Anchored

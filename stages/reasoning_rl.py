@@ -136,11 +136,9 @@ def train_grpo(model, tokenizer, train, reward_funcs, args, settings: ModelSetti
         trainer_cls = DynamicSamplingGRPOTrainer
         extra["max_refill_rounds"] = dynamic.max_refill_rounds
     if anchor is not None:
-        trainer_cls = anchored_trainer(trainer_cls)
+        trainer_cls = anchored_trainer(trainer_cls, anchor)
     trainer = make_trainer(trainer_cls, model, args, moe, divide_by_accumulation=True, reward_funcs=reward_funcs,
                            train_dataset=train, processing_class=tokenizer, peft_config=peft_config, **extra)
-    if anchor is not None:
-        trainer.anchor = anchor
     log, seconds = train_resumable(trainer, out, tag)
     trainer.moe_summary = finish_metrics(trainer, out)
     return save_and_reload(trainer, tokenizer, out, settings), trainer, log, seconds

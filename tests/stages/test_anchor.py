@@ -106,8 +106,7 @@ class FakeRL:
 def test_the_anchored_trainer_adds_coef_times_the_reply_loss_scaled_for_accumulation(tokenizer, model):
     rows = tokenize_replies(tokenizer, [DIALOG, DIALOG[2:], DIALOG[:2]], max_length=1024)
     batches = AnchorBatches(rows, batch_size=2, pad_token_id=tokenizer.pad_token_id, seed=0, coef=0.5)
-    trainer = anchored_trainer(FakeRL)()
-    trainer.anchor = batches
+    trainer = anchored_trainer(FakeRL, batches)()
     model.train()
     losses = [trainer.compute_loss(model, {}) for _ in range(2)]
     with torch.no_grad():  # at global step 3 with 2 micro-batches per step, the run is at micro-batch 6
